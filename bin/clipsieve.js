@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// Entry shim: refuse old Node.js with a clear message, then run the built CLI (dist/) when it exists,
+// or the TypeScript sources directly (Node 24 strips types natively) in a source checkout.
+import { existsSync } from "node:fs";
+
+const major = Number(process.versions.node.split(".")[0]);
+if (major < 24) {
+  console.error(
+    `clipsieve needs Node.js 24 or newer; this is ${process.version}. ` +
+      "In a checkout, run it through npm (`npm run clipsieve -- ...` or `npx clipsieve ...`), which puts the " +
+      "project's own Node 24 (the `node` devDependency) first on PATH.",
+  );
+  process.exit(1);
+}
+const built = new URL("../dist/cli/main.js", import.meta.url);
+await import(existsSync(built) ? built.href : new URL("../src/cli/main.ts", import.meta.url).href);

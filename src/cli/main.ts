@@ -1,0 +1,38 @@
+/**
+ * The command line. Each command lives in `commands/<name>.ts` and registers itself on the program;
+ * this file only wires them together and turns errors into exit codes (the only place that does).
+ */
+import { Command, CommanderError } from "commander";
+import { isClipsieveError } from "../common/errors.ts";
+import { registerKafkaCommand } from "./commands/kafka.ts";
+
+export function buildProgram(): Command {
+  const program = new Command("clipsieve")
+    .description(
+      "Streaming filter for image-text training data on Kafka: s-CLIPLoss and NormSim, exactly once.",
+    )
+    .version("0.1.0")
+    .showHelpAfterError()
+    .exitOverride();
+  registerKafkaCommand(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return Number(process.exitCode ?? 0);
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (isClipsieveError(err)) {
+      console.error(`clipsieve: ${err.message} [${err.code}]`);
+      return 2;
+    }
+    console.error(err);
+    return 1;
+  }
+}
+
+if (import.meta.main || process.argv[1]?.endsWith("clipsieve.js")) {
+  process.exitCode = await main(process.argv);
+}

@@ -1,0 +1,50 @@
+/**
+ * The error catalogue. Every error clipsieve raises on purpose has a stable `code`; code (never message
+ * text) decides behaviour, and `docs/errors.md` lists the same codes (a test keeps the two in step).
+ *
+ * `retryable` says whether repeating the same operation may succeed (a broker hiccup) or never will
+ * (a malformed record, a bad flag).
+ */
+export const ERROR_CODES = {
+  // configuration and command line
+  CONFIG_INVALID: {
+    retryable: false,
+    summary: "A flag, config file key or environment variable is invalid.",
+  },
+  // local broker
+  BROKER_JARS_FETCH_FAILED: { retryable: true, summary: "Maven could not fetch the Kafka broker's jars." },
+  BROKER_START_FAILED: {
+    retryable: true,
+    summary: "The local Kafka broker did not start or did not answer in time.",
+  },
+  JAVA_NOT_FOUND: { retryable: false, summary: "No `java` (17+) on PATH for the local broker." },
+  // input files and records
+  INPUT_FILE_INVALID: { retryable: false, summary: "An input file cannot be read or has the wrong shape." },
+  EMBEDDING_DIMENSION_MISMATCH: { retryable: false, summary: "An embedding has the wrong number of values." },
+  EMBEDDING_NOT_FINITE: { retryable: false, summary: "An embedding holds NaN or Infinity." },
+  EMBEDDING_ZERO: { retryable: false, summary: "An embedding is the zero vector and cannot be normalised." },
+  TARGET_MISMATCH: {
+    retryable: false,
+    summary: "The target set's dimension or teacher differs from the records'.",
+  },
+  // scoring engine
+  SCORER_FAILED: { retryable: true, summary: "onnxruntime failed to run a scoring graph." },
+  PROVIDER_UNAVAILABLE: { retryable: false, summary: "The requested execution provider cannot load." },
+} as const satisfies Record<string, { retryable: boolean; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class ClipsieveError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ClipsieveError";
+    this.code = code;
+    this.retryable = ERROR_CODES[code].retryable;
+  }
+}
+
+export function isClipsieveError(err: unknown, code?: ErrorCode): err is ClipsieveError {
+  return err instanceof ClipsieveError && (code === undefined || err.code === code);
+}

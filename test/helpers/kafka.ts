@@ -1,0 +1,91 @@
+import { randomUUID } from "node:crypto";
+import { Kafka, logLevel } from "kafkajs";
+
+/** The broker the test run uses (started by test/global-setup.ts unless KAFKA_BROKERS was given). */
+export function testBrokers(): string[] {
+  const brokers = process.env.KAFKA_BROKERS;
+  if (!brokers)
+    throw new Error("KAFKA_BROKERS is not set: run the tests with `npm test` (it starts a broker).");
+  return brokers.split(",");
+}
+
+export function testKafka(clientId = "clipsieve-test"): Kafka {
+  return new Kafka({ clientId, brokers: testBrokers(), logLevel: logLevel.NOTHING });
+}
+
+/** Every test gets its own topic and group names, so tests never see each other's records. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+export async function createTopics(kafka: Kafka, topics: string[], numPartitions = 1): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: topics.map((topic) => ({ topic, numPartitions })),
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * Read every record of `topic` from the beginning until `expected` records arrived or `timeoutMs`
+ * passed. `readUncommitted` is false by default: read_committed, as clipsieve's downstream readers use.
+ */
+export async function readAll(
+  kafka: Kafka,
+  topic: string,
+  opts: { expected?: number; timeoutMs?: number; readUncommitted?: boolean; idleMs?: number } = {},
+): Promise<
+  {
+    key: string | null;
+    value: Buffer | null;
+    headers: Record<string, string>;
+    partition: number;
+    offset: string;
+  }[]
+> {
+  const consumer = kafka.consumer({
+    groupId: uniqueName("reader"),
+    readUncommitted: opts.readUncommitted ?? false,
+  });
+  const out: {
+    key: string | null;
+    value: Buffer | null;
+    headers: Record<string, string>;
+    partition: number;
+    offset: string;
+  }[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const idleMs = opts.idleMs ?? 2_000;
+  let lastAt = Date.now();
+  await consumer.run({
+    eachMessage: async ({ message, partition }) => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+      out.push({
+        key: message.key?.toString() ?? null,
+        value: message.value,
+        headers,
+        partition,
+        offset: message.offset,
+      });
+      lastAt = Date.now();
+    },
+  });
+  const start = Date.now();
+  // Wait for the expected count, or (with no count) until the topic has been quiet for idleMs.
+  while (Date.now() - start < timeoutMs) {
+    if (opts.expected !== undefined && out.length >= opts.expected) break;
+    if (opts.expected === undefined && out.length > 0 && Date.now() - lastAt > idleMs) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (opts.expected !== undefined) await new Promise((r) => setTimeout(r, 300)); // catch any surplus
+  await consumer.disconnect();
+  return out;
+}
