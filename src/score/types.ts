@@ -1,0 +1,57 @@
+/**
+ * The scoring engine's vocabulary (see ../../../shared/spec/scoring.md). Matrices are row-major
+ * Float32Arrays: row i of an `rows x dim` matrix is `data.subarray(i * dim, (i + 1) * dim)`.
+ */
+
+/** onnxruntime execution provider. A provider that cannot load falls back to cpu with one warning. */
+export type Device = "cpu" | "cuda" | "webgpu";
+
+/**
+ * A pool: the rows to score, followed by extra negative rows (the negative bank) that take part in the
+ * normaliser R but are not scored. Both matrices have `scoredRows + bankRows` rows of unit vectors.
+ */
+export interface Pool {
+  dim: number;
+  scoredRows: number;
+  bankRows: number;
+  image: Float32Array;
+  text: Float32Array;
+}
+
+/** One draw: a partition of the pool's rows 0..n-1 into contrastive batches (row indices). */
+export type Draw = Int32Array[];
+
+/** How draws are made from a seed: K seeded random partitions into batches of size b (last one smaller). */
+export interface DrawSpec {
+  seed: number;
+  draws: number;
+  batchSize: number;
+}
+
+export interface SClipLossResult {
+  /** S_ii for each scored row. */
+  clipScore: Float32Array;
+  /** S_ii - mean over draws of R. */
+  sClipLoss: Float32Array;
+  /** The mean normaliser R over the K draws. */
+  normaliser: Float32Array;
+}
+
+export interface NormSimResult {
+  normsim2: Float32Array;
+  normsimInf: Float32Array;
+}
+
+/** A target set: target image embeddings (M x D) and their Gram matrix T^T T (D x D). */
+export interface TargetSet {
+  /** Teacher model that made the embeddings, e.g. "openai/clip-vit-large-patch14". */
+  model: string;
+  dim: number;
+  rows: number;
+  /** M x D, row-major. */
+  embeddings: Float32Array;
+  /** D x D, row-major: T^T T. */
+  gram: Float32Array;
+  /** sha256 (hex) over the artifact's content (model, dim, rows, embeddings). */
+  contentHash: string;
+}
