@@ -4,7 +4,12 @@
  */
 import { Command, CommanderError } from "commander";
 import { isClipsieveError } from "../common/errors.ts";
+import { registerBenchCommand } from "./commands/bench.ts";
 import { registerKafkaCommand } from "./commands/kafka.ts";
+import { registerRunCommand } from "./commands/run.ts";
+import { registerScoreCommand } from "./commands/score.ts";
+import { registerSelectCommand } from "./commands/select.ts";
+import { registerTargetCommand } from "./commands/target.ts";
 
 export function buildProgram(): Command {
   const program = new Command("clipsieve")
@@ -15,6 +20,11 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerKafkaCommand(program);
+  registerBenchCommand(program);
+  registerRunCommand(program);
+  registerScoreCommand(program);
+  registerSelectCommand(program);
+  registerTargetCommand(program);
   return program;
 }
 

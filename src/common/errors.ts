@@ -27,9 +27,59 @@ export const ERROR_CODES = {
     retryable: false,
     summary: "The target set's dimension or teacher differs from the records'.",
   },
+  TARGET_SET_INVALID: {
+    retryable: false,
+    summary:
+      "A target-set artifact fails its content hash, or its layout or version is not one clipsieve reads.",
+  },
   // scoring engine
   SCORER_FAILED: { retryable: true, summary: "onnxruntime failed to run a scoring graph." },
   PROVIDER_UNAVAILABLE: { retryable: false, summary: "The requested execution provider cannot load." },
+  DRAWS_INVALID: {
+    retryable: false,
+    summary: "A draw is not a partition of the pool's rows 0..n-1 into non-empty batches.",
+  },
+  // output files
+  OUTPUT_FILE_FAILED: {
+    retryable: false,
+    summary:
+      "An output file cannot be written: unsupported format, size or column type, or a file system error.",
+  },
+  // streaming policy
+  POLICY_SCORE_INVALID: {
+    retryable: false,
+    summary: "A score the policy needs is missing or not a finite number.",
+  },
+  POLICY_STATE_INVALID: { retryable: false, summary: "A saved policy state or sketch is malformed." },
+  POLICY_STATE_MISMATCH: {
+    retryable: false,
+    summary: "A saved policy state was made by a different policy than the one configured.",
+  },
+  // record decoding (the decode stage marks the record; only the registry errors are thrown)
+  RECORD_TOMBSTONE: {
+    retryable: false,
+    summary: "The record's value is null (a tombstone): nothing to score.",
+  },
+  RECORD_UNDECODABLE: {
+    retryable: false,
+    summary: "The record's value is not valid JSON/Avro, or a field has the wrong type or encoding.",
+  },
+  RECORD_MISSING_FIELD: {
+    retryable: false,
+    summary: "The record lacks a required field (uid, an embedding).",
+  },
+  SCHEMA_UNKNOWN: {
+    retryable: false,
+    summary: "An Avro record's framing is not Confluent's (magic byte 0) or its schema id is not registered.",
+  },
+  SCHEMA_REGISTRY_UNAVAILABLE: {
+    retryable: true,
+    summary: "The schema registry did not answer, or answered with a server error.",
+  },
+  SCHEMA_REGISTRY_REQUEST_FAILED: {
+    retryable: false,
+    summary: "The schema registry refused a request (authorisation, or a request it calls invalid).",
+  },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -3,9 +3,10 @@
  * score" keeps the int(N * f) highest rows, N = every row of the input, and the two-stage recipe ranks
  * the first stage's survivors by a second score while still counting its fraction of the full N.
  *
- * The order of the rules is fixed: fixed thresholds first (a row must pass all of them), then `keep`,
- * then `then`. Ties go to the lower row index, so a selection is the same on every machine. A NaN score
- * never passes a threshold and ranks below every number.
+ * The rules mean what the streaming policy's do (docs/policy.md): `keep` ranks every row, `thenKeep`
+ * ranks keep's survivors, and fixed thresholds filter on top without changing what the fractions count.
+ * Ties go to the lower row index, so a selection is the same on every machine. A NaN score never passes
+ * a threshold and ranks below every number.
  */
 import { ClipsieveError } from "../common/errors.ts";
 
@@ -25,19 +26,19 @@ export interface SelectionPlan {
   thresholds: ThresholdRule[];
   keep?: KeepRule;
   /** Second stage: needs `keep`; ranks keep's survivors, fraction of the full N. */
-  then?: KeepRule;
+  thenKeep?: KeepRule;
 }
 
 export type ScoreColumn = ArrayLike<number>;
 
-/** Parses `<score>=<fraction>` (`s_clip_loss=0.3`); the fraction is in [0, 1]. */
+/** Parses `<score>=<fraction>` (`s_clip_loss=0.3`); the fraction is in (0, 1]. */
 export function parseKeepRule(text: string, flag = "--keep"): KeepRule {
   const match = /^([A-Za-z_][\w.-]*)=(.+)$/.exec(text.trim());
   const fraction = match ? Number(match[2]) : Number.NaN;
-  if (!match || !Number.isFinite(fraction) || fraction < 0 || fraction > 1) {
+  if (!match || !Number.isFinite(fraction) || fraction <= 0 || fraction > 1) {
     throw new ClipsieveError(
       "CONFIG_INVALID",
-      `${flag} ${JSON.stringify(text)}: expected <score>=<fraction> with a fraction in [0, 1], e.g. s_clip_loss=0.3`,
+      `${flag} ${JSON.stringify(text)}: expected <score>=<fraction> with a fraction in (0, 1], e.g. s_clip_loss=0.3`,
     );
   }
   return { score: match[1], fraction };
@@ -116,25 +117,36 @@ function requireColumn(columns: Record<string, ScoreColumn>, name: string, rows:
  * Applies `plan` to a pool of `rows` rows whose scores are `columns` (name -> one value per row).
  * Returns the kept row indices, ascending.
  */
-export function selectRows(columns: Record<string, ScoreColumn>, rows: number, plan: SelectionPlan): Int32Array {
-  if (plan.then && !plan.keep) {
+export function selectRows(
+  columns: Record<string, ScoreColumn>,
+  rows: number,
+  plan: SelectionPlan,
+): Int32Array {
+  if (plan.thenKeep && !plan.keep) {
     throw new ClipsieveError("CONFIG_INVALID", "--then needs --keep: it ranks the rows --keep kept");
   }
-  if (plan.then && plan.keep && plan.then.fraction > plan.keep.fraction) {
+  if (plan.thenKeep && plan.keep && plan.thenKeep.fraction > plan.keep.fraction) {
     throw new ClipsieveError(
       "CONFIG_INVALID",
-      `--then ${plan.then.score}=${plan.then.fraction} keeps more of the pool than --keep ${plan.keep.score}=${plan.keep.fraction}: both fractions are of the full input`,
+      `--then ${plan.thenKeep.score}=${plan.thenKeep.fraction} keeps more of the pool than --keep ${plan.keep.score}=${plan.keep.fraction}: both fractions are of the full input`,
     );
   }
-  let kept = new Int32Array(rows);
+  const thresholdScores = new Set<string>();
+  for (const rule of plan.thresholds) {
+    if (thresholdScores.has(rule.score)) {
+      throw new ClipsieveError("CONFIG_INVALID", `--threshold: a second threshold on ${rule.score}`);
+    }
+    thresholdScores.add(rule.score);
+  }
+  let kept: Int32Array = new Int32Array(rows);
   for (let i = 0; i < rows; i++) kept[i] = i;
+  for (const rule of [plan.keep, plan.thenKeep]) {
+    if (!rule) continue;
+    kept = topRows(requireColumn(columns, rule.score, rows), kept, keepCount(rows, rule.fraction));
+  }
   for (const rule of plan.thresholds) {
     const column = requireColumn(columns, rule.score, rows);
     kept = kept.filter((row) => column[row] >= rule.min);
-  }
-  for (const rule of [plan.keep, plan.then]) {
-    if (!rule) continue;
-    kept = topRows(requireColumn(columns, rule.score, rows), kept, keepCount(rows, rule.fraction));
   }
   return kept;
 }

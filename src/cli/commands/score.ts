@@ -1,0 +1,399 @@
+import { access, readFile } from "node:fs/promises";
+import { basename, extname } from "node:path";
+import { Presets, SingleBar } from "cli-progress";
+import type { Command } from "commander";
+import { ClipsieveError } from "../../common/errors.ts";
+import { createLogger } from "../../common/logger.ts";
+import {
+  type ColumnData,
+  listNpzKeys,
+  type Matrix,
+  readEmbeddingMatrix,
+  readParquetColumns,
+  writeTable,
+} from "../../io/index.ts";
+import { drawsFromBatches, makeDraws } from "../../score/draws.ts";
+import { createScoringEngine, type ScoringEngine } from "../../score/engine.ts";
+import { normaliseRows } from "../../score/normalise.ts";
+import { type LoadedTarget, loadTarget, UNKNOWN_MODEL } from "../../score/target-set.ts";
+import type { Device, Draw } from "../../score/types.ts";
+
+const DEVICES: readonly Device[] = ["cpu", "cuda", "webgpu"];
+const TABLE_EXTENSIONS = [".parquet", ".arrow", ".jsonl"];
+
+interface ScoreOptions {
+  embeddings: string[];
+  metadata?: string[];
+  imageKey: string;
+  textKey: string;
+  target?: string;
+  targetKey?: string;
+  tau: string;
+  batchSize: string;
+  draws: string;
+  seed: string;
+  partitions?: string;
+  device: string;
+  model?: string;
+  out: string;
+}
+
+export function parseDevice(text: string): Device {
+  if (!(DEVICES as readonly string[]).includes(text)) {
+    throw new ClipsieveError("CONFIG_INVALID", `--device ${text}: expected one of ${DEVICES.join(", ")}`);
+  }
+  return text as Device;
+}
+
+function parseInteger(flag: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isInteger(value) || value < min || value > max) {
+    throw new ClipsieveError("CONFIG_INVALID", `${flag} ${text}: expected an integer in [${min}, ${max}]`);
+  }
+  return value;
+}
+
+/**
+ * Each shard is its own pool, as in the official code, and shard i (0-based, in --embeddings order) is
+ * drawn with seed --seed + i. Scoring shard i alone with --seed (s + i) therefore reproduces its scores
+ * from a many-shard run.
+ */
+export function shardSeed(seed: number, shardIndex: number): number {
+  return seed + shardIndex;
+}
+
+/** The golden files' `batches`: a list of draws, each a list of batches of row indices; or a case file. */
+async function readPartitions(path: string): Promise<number[][][]> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(path, "utf8"));
+  } catch (err) {
+    throw new ClipsieveError(
+      "INPUT_FILE_INVALID",
+      `--partitions ${path}: not readable JSON (${String(err)})`,
+      {
+        cause: err,
+      },
+    );
+  }
+  const batches =
+    parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)
+      ? (parsed as { batches?: unknown }).batches
+      : parsed;
+  if (!Array.isArray(batches)) {
+    throw new ClipsieveError(
+      "INPUT_FILE_INVALID",
+      `--partitions ${path}: expected a JSON list of draws (lists of batches of row indices) or an object with "batches"`,
+    );
+  }
+  return batches as number[][][];
+}
+
+async function requireFiles(flag: string, files: string[]): Promise<void> {
+  for (const file of files) {
+    try {
+      await access(file);
+    } catch {
+      throw new ClipsieveError("INPUT_FILE_INVALID", `${flag} ${file}: no such readable file`);
+    }
+  }
+}
+
+interface ScoreSettings {
+  tau: number;
+  batchSize: number;
+  draws: number;
+  seed: number;
+  device: Device;
+}
+
+function parseSettings(opts: ScoreOptions): ScoreSettings {
+  const tau = Number(opts.tau);
+  if (!Number.isFinite(tau) || tau <= 0) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      `--tau ${opts.tau}: expected a positive number (0.01 in the paper)`,
+    );
+  }
+  return {
+    tau,
+    batchSize: parseInteger("--batch-size", opts.batchSize, 1),
+    draws: parseInteger("--draws", opts.draws, 1),
+    // every shard's seed (--seed + i) must stay an exact integer
+    seed: parseInteger("--seed", opts.seed, 0, Number.MAX_SAFE_INTEGER - opts.embeddings.length),
+    device: parseDevice(opts.device),
+  };
+}
+
+function checkShardNames(files: string[]): void {
+  const seen = new Map<string, string>();
+  for (const file of files) {
+    const name = basename(file);
+    const other = seen.get(name);
+    if (other !== undefined) {
+      throw new ClipsieveError(
+        "CONFIG_INVALID",
+        `--embeddings ${other} and ${file} share the basename ${name}, which the "shard" column must tell apart`,
+      );
+    }
+    seen.set(name, file);
+  }
+}
+
+/** A bar on a terminal; plain lines when stderr is a pipe or a file (CI logs, `2> log`). */
+interface Progress {
+  shardDone(file: string, rows: number): void;
+  stop(): void;
+}
+
+function createProgress(totalShards: number): Progress {
+  let done = 0;
+  let rows = 0;
+  const started = Date.now();
+  if (process.stderr.isTTY) {
+    const bar = new SingleBar(
+      {
+        stream: process.stderr,
+        format: "score |{bar}| {value}/{total} shards | {rows} rows | {eta_formatted} left",
+        hideCursor: true,
+      },
+      Presets.shades_classic,
+    );
+    bar.start(totalShards, 0, { rows: 0 });
+    return {
+      shardDone(_file, shardRows) {
+        rows += shardRows;
+        bar.increment(1, { rows });
+      },
+      stop: () => bar.stop(),
+    };
+  }
+  return {
+    shardDone(file, shardRows) {
+      done++;
+      rows += shardRows;
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      process.stderr.write(
+        `score: shard ${done}/${totalShards} ${file}: ${shardRows} rows (total ${rows}, ${seconds} s)\n`,
+      );
+    },
+    stop() {},
+  };
+}
+
+/** Reads a shard's image and text matrices, checks they pair up, and L2-normalises both in place. */
+async function readShard(
+  file: string,
+  imageKey: string,
+  textKey: string,
+): Promise<{ image: Matrix; text: Matrix }> {
+  const image = await readEmbeddingMatrix(file, { key: imageKey });
+  const text = await readEmbeddingMatrix(file, { key: textKey });
+  if (image.rows !== text.rows) {
+    throw new ClipsieveError(
+      "INPUT_FILE_INVALID",
+      `${file}: ${imageKey} has ${image.rows} rows but ${textKey} has ${text.rows}; row i of each must be pair i`,
+    );
+  }
+  if (image.dim !== text.dim) {
+    throw new ClipsieveError(
+      "EMBEDDING_DIMENSION_MISMATCH",
+      `${file}: ${imageKey} is ${image.dim}-dimensional but ${textKey} is ${text.dim}-dimensional`,
+    );
+  }
+  normaliseRows(image.data, image.rows, image.dim, `${file} (${imageKey})`);
+  normaliseRows(text.data, text.rows, text.dim, `${file} (${textKey})`);
+  return { image, text };
+}
+
+function checkTarget(target: LoadedTarget, targetPath: string, file: string, dim: number): void {
+  if (target.dim !== dim) {
+    throw new ClipsieveError(
+      "TARGET_MISMATCH",
+      `target ${targetPath} is ${target.dim}-dimensional but ${file} holds ${dim}-dimensional embeddings`,
+    );
+  }
+}
+
+async function readUids(metadataFile: string, embeddingsFile: string, rows: number): Promise<ColumnData> {
+  const { uid } = await readParquetColumns(metadataFile, ["uid"]);
+  if (!uid) throw new ClipsieveError("INPUT_FILE_INVALID", `${metadataFile}: no "uid" column`);
+  if (uid.length !== rows) {
+    throw new ClipsieveError(
+      "INPUT_FILE_INVALID",
+      `${metadataFile} has ${uid.length} rows but ${embeddingsFile} has ${rows}: metadata rows must line up with embedding rows`,
+    );
+  }
+  return uid;
+}
+
+/** A bare target .npz is read by --target-key, else by --image-key when it has that array. */
+async function targetKey(opts: ScoreOptions): Promise<string | undefined> {
+  if (opts.targetKey || !opts.target?.toLowerCase().endsWith(".npz")) return opts.targetKey;
+  return (await listNpzKeys(opts.target)).includes(opts.imageKey) ? opts.imageKey : undefined;
+}
+
+function concatFloat32(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+interface ShardScores {
+  rows: number;
+  clipScore: Float32Array;
+  sClipLoss: Float32Array;
+  normsim2?: Float32Array;
+  normsimInf?: Float32Array;
+  uids?: ColumnData;
+}
+
+async function scoreShard(
+  engine: ScoringEngine,
+  file: string,
+  opts: ScoreOptions,
+  draws: (n: number) => Draw[],
+  tau: number,
+  target: LoadedTarget | undefined,
+): Promise<ShardScores> {
+  const { image, text } = await readShard(file, opts.imageKey, opts.textKey);
+  if (target && opts.target) checkTarget(target, opts.target, file, image.dim);
+  const n = image.rows;
+  const pool = { dim: image.dim, scoredRows: n, bankRows: 0, image: image.data, text: text.data };
+  const loss = await engine.sClipLoss(pool, draws(n), tau);
+  const result: ShardScores = { rows: n, clipScore: loss.clipScore, sClipLoss: loss.sClipLoss };
+  if (target) {
+    const normSim = await engine.normSim(image.data, n, target, { two: true, inf: true });
+    result.normsim2 = normSim.normsim2;
+    result.normsimInf = normSim.normsimInf;
+  }
+  return result;
+}
+
+async function runScore(opts: ScoreOptions): Promise<void> {
+  const settings = parseSettings(opts);
+  const shards = opts.embeddings;
+  if (!TABLE_EXTENSIONS.includes(extname(opts.out).toLowerCase())) {
+    throw new ClipsieveError("CONFIG_INVALID", `--out ${opts.out}: expected ${TABLE_EXTENSIONS.join(", ")}`);
+  }
+  if (opts.metadata && opts.metadata.length !== shards.length) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      `${shards.length} --embeddings files but ${opts.metadata.length} --metadata files: give one metadata file per shard, in the same order`,
+    );
+  }
+  if (opts.partitions && shards.length !== 1) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      `--partitions fixes the draws of one pool, but ${shards.length} --embeddings shards were given: score one shard at a time`,
+    );
+  }
+  checkShardNames(shards);
+  await requireFiles("--embeddings", shards);
+  await requireFiles("--metadata", opts.metadata ?? []);
+  if (opts.target) await requireFiles("--target", [opts.target]);
+  const fixedBatches = opts.partitions ? await readPartitions(opts.partitions) : undefined;
+
+  const engine = await createScoringEngine({ device: settings.device, logger: createLogger("score") });
+  const progress = createProgress(shards.length);
+  try {
+    const target = opts.target
+      ? await loadTarget(opts.target, { key: await targetKey(opts), engine })
+      : undefined;
+    if (target && opts.model && target.model !== UNKNOWN_MODEL && target.model !== opts.model) {
+      throw new ClipsieveError(
+        "TARGET_MISMATCH",
+        `target ${opts.target} was made with ${target.model}, but --model is ${opts.model}`,
+      );
+    }
+    const parts: ShardScores[] = [];
+    const shardNames: string[] = [];
+    for (const [index, file] of shards.entries()) {
+      const draws = (n: number): Draw[] =>
+        fixedBatches
+          ? drawsFromBatches(fixedBatches, n)
+          : makeDraws(n, {
+              seed: shardSeed(settings.seed, index),
+              draws: settings.draws,
+              batchSize: settings.batchSize,
+            });
+      const scores = await scoreShard(engine, file, opts, draws, settings.tau, target);
+      if (opts.metadata) scores.uids = await readUids(opts.metadata[index], file, scores.rows);
+      parts.push(scores);
+      shardNames.push(basename(file));
+      progress.shardDone(file, scores.rows);
+    }
+    progress.stop();
+    const columns = assembleColumns(parts, shardNames);
+    await writeTable(opts.out, columns);
+    const total = parts.reduce((n, p) => n + p.rows, 0);
+    const how = fixedBatches
+      ? `draws from ${opts.partitions}`
+      : `K=${settings.draws}, b=${settings.batchSize}, seed=${settings.seed}`;
+    console.log(
+      `scored ${total} rows in ${shards.length} shard(s) (${how}, tau=${settings.tau}${target ? `, target ${target.contentHash.slice(0, 12)}` : ""}) -> ${opts.out}`,
+    );
+  } finally {
+    progress.stop();
+    await engine.close();
+  }
+}
+
+function assembleColumns(parts: ShardScores[], shardNames: string[]): Record<string, ColumnData> {
+  const total = parts.reduce((n, p) => n + p.rows, 0);
+  const row = new Int32Array(total);
+  const shard: string[] = new Array(total);
+  let offset = 0;
+  for (const [index, part] of parts.entries()) {
+    for (let i = 0; i < part.rows; i++) {
+      row[offset + i] = i;
+      shard[offset + i] = shardNames[index];
+    }
+    offset += part.rows;
+  }
+  const columns: Record<string, ColumnData> = { row, shard };
+  if (parts.length > 0 && parts[0].uids) {
+    columns.uid = parts.flatMap((p) => Array.from(p.uids as ArrayLike<string | null>));
+  }
+  columns.clip_score = concatFloat32(parts.map((p) => p.clipScore));
+  columns.s_clip_loss = concatFloat32(parts.map((p) => p.sClipLoss));
+  if (parts.length > 0 && parts[0].normsim2) {
+    columns.normsim_2 = concatFloat32(parts.map((p) => p.normsim2 as Float32Array));
+    columns.normsim_inf = concatFloat32(parts.map((p) => p.normsimInf as Float32Array));
+  }
+  return columns;
+}
+
+/** `clipsieve score`: s-CLIPLoss, CLIPScore and NormSim for DataComp-style shards, offline. */
+export function registerScoreCommand(program: Command): void {
+  program
+    .command("score")
+    .description(
+      "Score precomputed embedding shards offline (each shard is its own pool, as in the paper) and write a table",
+    )
+    .requiredOption(
+      "--embeddings <shards...>",
+      "per-shard embeddings: .npz (DataComp), .npy, Arrow IPC or Parquet",
+    )
+    .option(
+      "--metadata <shards...>",
+      "per-shard .parquet with a uid column, rows lining up with --embeddings",
+    )
+    .option("--image-key <name>", "image embedding array/column", "l14_img")
+    .option("--text-key <name>", "text embedding array/column", "l14_txt")
+    .option("--target <file>", "target set for NormSim: a `clipsieve target build` artifact, or a .npy/.npz")
+    .option("--target-key <name>", "array of a bare target .npz (default: its only array, or --image-key)")
+    .option("--tau <t>", "temperature (0.01 for OpenAI CLIP, 0.07 for DFN-P)", "0.01")
+    .option("--batch-size <b>", "contrastive batch size", "32768")
+    .option("--draws <k>", "number of random partitions (K)", "10")
+    .option("--seed <n>", "draw seed; shard i (0-based) is drawn with seed + i", "0")
+    .option("--partitions <draws.json>", "explicit draws (golden-file `batches` format); one shard only")
+    .option("--device <device>", "execution provider: cpu | cuda | webgpu", "cpu")
+    .option("--model <teacher>", "teacher of the embeddings; a target made with another teacher is an error")
+    .requiredOption("--out <file>", "scores table: .parquet, .arrow or .jsonl")
+    .action(runScore);
+}

@@ -1,0 +1,165 @@
+import { writeFile } from "node:fs/promises";
+import { extname } from "node:path";
+import type { Command } from "commander";
+import { ClipsieveError } from "../../common/errors.ts";
+import { type ColumnData, readTable, writeUidNpy } from "../../io/index.ts";
+import {
+  parseKeepRule,
+  parseThresholdRule,
+  type SelectionPlan,
+  selectRows,
+  type ThresholdRule,
+} from "../../policy/offline-select.ts";
+
+interface SelectOptions {
+  scores: string[];
+  keep?: string;
+  then?: string;
+  threshold: ThresholdRule[];
+  out: string;
+}
+
+/** Every input row, whichever file it came from: identity columns plus the score columns the plan reads. */
+interface Pool {
+  rows: number;
+  scores: Record<string, Float64Array>;
+  /** Per row: the scores file, the row within it, and its columns. */
+  file: Int32Array;
+  fileRow: Int32Array;
+  tables: Record<string, ColumnData>[];
+}
+
+function isNumeric(column: ColumnData): column is Float32Array | Float64Array | Int32Array {
+  return !Array.isArray(column);
+}
+
+function ruleScores(plan: SelectionPlan): string[] {
+  const names = plan.thresholds.map((t) => t.score);
+  if (plan.keep) names.push(plan.keep.score);
+  if (plan.thenKeep) names.push(plan.thenKeep.score);
+  return [...new Set(names)];
+}
+
+async function readPool(files: string[], scoreNames: string[]): Promise<Pool> {
+  const tables: Record<string, ColumnData>[] = [];
+  for (const file of files) tables.push(await readTable(file));
+  const lengths = tables.map((t, i) => {
+    const lens = new Set(Object.values(t).map((c) => c.length));
+    if (lens.size > 1)
+      throw new ClipsieveError("INPUT_FILE_INVALID", `${files[i]}: columns of different lengths`);
+    return lens.size === 0 ? 0 : [...lens][0];
+  });
+  const rows = lengths.reduce((a, b) => a + b, 0);
+  const scores: Record<string, Float64Array> = {};
+  for (const name of scoreNames) {
+    const all = new Float64Array(rows);
+    let offset = 0;
+    for (const [i, table] of tables.entries()) {
+      const column = table[name];
+      if (!column) {
+        throw new ClipsieveError(
+          "CONFIG_INVALID",
+          `${files[i]} has no score column "${name}" (columns: ${Object.keys(table).join(", ")})`,
+        );
+      }
+      if (!isNumeric(column)) {
+        throw new ClipsieveError("INPUT_FILE_INVALID", `${files[i]}: column "${name}" is not numeric`);
+      }
+      all.set(column, offset);
+      offset += lengths[i];
+    }
+    scores[name] = all;
+  }
+  const file = new Int32Array(rows);
+  const fileRow = new Int32Array(rows);
+  let offset = 0;
+  for (const [i, length] of lengths.entries()) {
+    for (let r = 0; r < length; r++) {
+      file[offset + r] = i;
+      fileRow[offset + r] = r;
+    }
+    offset += length;
+  }
+  return { rows, scores, file, fileRow, tables };
+}
+
+function uidOf(pool: Pool, files: string[], row: number): string {
+  const table = pool.tables[pool.file[row]];
+  const source = files[pool.file[row]];
+  const uids = table.uid;
+  if (!uids || isNumeric(uids)) {
+    throw new ClipsieveError(
+      "INPUT_FILE_INVALID",
+      `${source} has no string "uid" column, which a uid .npy needs (score with --metadata, or write .jsonl)`,
+    );
+  }
+  const uid = uids[pool.fileRow[row]];
+  if (uid === null || uid === undefined) {
+    throw new ClipsieveError("INPUT_FILE_INVALID", `${source} row ${pool.fileRow[row]}: uid is null`);
+  }
+  return uid;
+}
+
+/** One JSON line per kept row: its `row` and `shard` as the score command wrote them, and its uid. */
+function keptLine(pool: Pool, row: number): string {
+  const table = pool.tables[pool.file[row]];
+  const at = pool.fileRow[row];
+  const line: Record<string, unknown> = { row: table.row ? table.row[at] : at };
+  if (table.shard) line.shard = table.shard[at];
+  if (table.uid) line.uid = table.uid[at];
+  return JSON.stringify(line);
+}
+
+async function runSelect(opts: SelectOptions): Promise<void> {
+  const format = extname(opts.out).toLowerCase();
+  if (format !== ".npy" && format !== ".jsonl") {
+    throw new ClipsieveError("CONFIG_INVALID", `--out ${opts.out}: expected .npy (DataComp uids) or .jsonl`);
+  }
+  const plan: SelectionPlan = { thresholds: opts.threshold };
+  if (opts.keep) plan.keep = parseKeepRule(opts.keep, "--keep");
+  if (opts.then) plan.thenKeep = parseKeepRule(opts.then, "--then");
+  if (!plan.keep && plan.thresholds.length === 0) {
+    throw new ClipsieveError("CONFIG_INVALID", "nothing to select by: give --keep and/or --threshold");
+  }
+  const pool = await readPool(opts.scores, ruleScores(plan));
+  const kept = selectRows(pool.scores, pool.rows, plan);
+  if (format === ".npy") {
+    const uids = Array.from(kept, (row) => uidOf(pool, opts.scores, row));
+    await writeFile(opts.out, writeUidNpy(uids));
+  } else {
+    const lines = Array.from(kept, (row) => keptLine(pool, row));
+    await writeFile(opts.out, lines.length > 0 ? `${lines.join("\n")}\n` : "");
+  }
+  const percent = pool.rows > 0 ? ((100 * kept.length) / pool.rows).toFixed(2) : "0.00";
+  console.log(`N=${pool.rows} kept=${kept.length} (${percent}%) -> ${opts.out}`);
+}
+
+function collectThreshold(text: string, previous: ThresholdRule[]): ThresholdRule[] {
+  return [...previous, parseThresholdRule(text)];
+}
+
+/** `clipsieve select`: the paper's / DataComp's offline selection over a whole scored pool. */
+export function registerSelectCommand(program: Command): void {
+  program
+    .command("select")
+    .description(
+      "Select rows from score tables, ranking all inputs together as one pool: top fractions of N and fixed thresholds",
+    )
+    .requiredOption("--scores <files...>", "tables written by `clipsieve score` (.parquet, .arrow, .jsonl)")
+    .option(
+      "--keep <score=fraction>",
+      "keep the int(N * fraction) highest rows by score, e.g. s_clip_loss=0.3",
+    )
+    .option(
+      "--then <score=fraction>",
+      "then keep the int(N * fraction) highest of those, e.g. normsim_inf=0.2",
+    )
+    .option(
+      "--threshold <rule>",
+      "<score>>=<value>: also require score >= value (repeatable, one per score)",
+      collectThreshold,
+      [],
+    )
+    .requiredOption("--out <file>", "uids.npy (DataComp: sorted (u8,u8)) or rows.jsonl ({row, shard, uid})")
+    .action(runSelect);
+}

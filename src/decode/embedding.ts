@@ -1,0 +1,93 @@
+import { BadRecordError } from "./bad-record.ts";
+import { EMBEDDING_DTYPES, type EmbeddingDtype, floatsFromBytes } from "./float-bytes.ts";
+
+/**
+ * An embedding field's value as either format carries it: a list of numbers (JSON array, Avro
+ * array<float>), raw little-endian bytes (Avro `bytes`), or those bytes as a base64 string (JSON).
+ */
+export function embeddingFromValue(value: unknown, dtype: EmbeddingDtype, field: string): Float32Array {
+  if (Array.isArray(value)) {
+    const out = new Float32Array(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      if (typeof v !== "number") {
+        throw new BadRecordError("RECORD_UNDECODABLE", `${field}[${i}] is ${describe(v)}, not a number`);
+      }
+      out[i] = v;
+    }
+    return out;
+  }
+  if (value instanceof Uint8Array) return floatsFromBytes(value, dtype, field);
+  if (typeof value === "string") return floatsFromBytes(decodeBase64(value, field), dtype, field);
+  throw new BadRecordError(
+    "RECORD_UNDECODABLE",
+    `${field} is ${describe(value)}; expected an array of numbers or base64 of little-endian ${dtype} bytes`,
+  );
+}
+
+// Canonical, padded, standard-alphabet base64. Buffer.from(s, "base64") alone skips characters it does
+// not know, which would turn a corrupted string into a silently different vector.
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+function decodeBase64(s: string, field: string): Buffer {
+  if (!BASE64.test(s)) {
+    throw new BadRecordError(
+      "RECORD_UNDECODABLE",
+      `${field} is a string but not padded standard base64 (${s.length} characters${s.length % 4 ? ", not a multiple of 4" : ""})`,
+    );
+  }
+  return Buffer.from(s, "base64");
+}
+
+/** `embedding_dtype`: absent means FLOAT32, the dtype DataComp ships. */
+export function dtypeFromValue(value: unknown): EmbeddingDtype {
+  if (value === undefined || value === null) return "FLOAT32";
+  if (typeof value === "string" && (EMBEDDING_DTYPES as readonly string[]).includes(value)) {
+    return value as EmbeddingDtype;
+  }
+  throw new BadRecordError(
+    "RECORD_UNDECODABLE",
+    `embedding_dtype is ${describe(value)}; expected one of ${EMBEDDING_DTYPES.join(", ")}`,
+  );
+}
+
+/**
+ * Reject a vector that cannot be normalised, then L2-normalise it in place. The norm is summed in
+ * float64 so that neither large float32 values (whose squares overflow float32) nor long vectors lose
+ * precision; only the final quotients round to float32.
+ */
+export function normaliseEmbedding(vec: Float32Array, field: string): void {
+  let sumSq = 0;
+  for (let i = 0; i < vec.length; i++) {
+    const v = vec[i];
+    if (!Number.isFinite(v)) {
+      throw new BadRecordError("EMBEDDING_NOT_FINITE", `${field}[${i}] is ${v}${nonFiniteHint(v)}`);
+    }
+    sumSq += v * v;
+  }
+  if (sumSq === 0) {
+    throw new BadRecordError(
+      "EMBEDDING_ZERO",
+      `${field} is the zero vector (all ${vec.length} values are 0)`,
+    );
+  }
+  const norm = Math.sqrt(sumSq);
+  for (let i = 0; i < vec.length; i++) vec[i] = vec[i] / norm;
+}
+
+// A JSON number such as 1e39 is finite but does not fit a float32, so it arrives here as Infinity.
+function nonFiniteHint(v: number): string {
+  return Number.isNaN(v) ? "" : " (or a number too large for float32)";
+}
+
+/** A short description of a wrong value, for messages: its JSON type and, when small, the value. */
+export function describe(v: unknown): string {
+  if (v === null) return "null";
+  if (v === undefined) return "absent";
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (v instanceof Uint8Array) return `${v.byteLength} bytes`;
+  if (typeof v === "string")
+    return v.length <= 40 ? `the string ${JSON.stringify(v)}` : `a string of ${v.length} characters`;
+  if (typeof v === "object") return "an object";
+  return `${typeof v} ${String(v)}`;
+}

@@ -1,0 +1,68 @@
+import { RestError, SchemaRegistryClient } from "@confluentinc/schemaregistry";
+import { ClipsieveError } from "../common/errors.ts";
+
+export interface RegistryConnection {
+  schemaRegistryUrl: string;
+  schemaRegistryTimeoutMs: number;
+  schemaRegistryMaxRetries: number;
+  schemaRegistryRetryWaitMs: number;
+}
+
+/**
+ * A registry client that gives up in bounded time: axios (under the client) has no request timeout by
+ * default, so a registry that accepts connections but never answers would stall the stage for ever.
+ */
+export function createRegistryClient(conn: RegistryConnection): SchemaRegistryClient {
+  return new SchemaRegistryClient({
+    baseURLs: [conn.schemaRegistryUrl],
+    maxRetries: conn.schemaRegistryMaxRetries,
+    retriesWaitMs: conn.schemaRegistryRetryWaitMs,
+    createAxiosDefaults: { timeout: conn.schemaRegistryTimeoutMs },
+  });
+}
+
+/** HTTP statuses the client itself retries, so a request still failing with one is an outage. */
+const RETRIED_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+
+/**
+ * The status of a registry answer, "no-answer" when the request got none (refused, reset, timed out),
+ * or undefined when `err` did not come from talking to the registry at all.
+ */
+export function registryStatus(err: unknown): number | "no-answer" | undefined {
+  if (err instanceof RestError) return err.status;
+  // The client rethrows axios's own error when no response came back.
+  if (typeof err === "object" && err !== null && (err as { isAxiosError?: unknown }).isAxiosError === true) {
+    return "no-answer";
+  }
+  return undefined;
+}
+
+/**
+ * The error to throw for a registry request that failed as infrastructure: no answer or a server-side
+ * status is retryable (SCHEMA_REGISTRY_UNAVAILABLE); any other status (401, 403, 422, ...) will fail
+ * the same way every time (SCHEMA_REGISTRY_REQUEST_FAILED).
+ */
+export function registryFailure(err: unknown, url: string, what: string): ClipsieveError {
+  const status = registryStatus(err);
+  const detail = err instanceof Error ? err.message : String(err);
+  if (status === undefined) {
+    const how = status === "no-answer" || status === undefined ? "no answer" : `HTTP ${status}`;
+    return new ClipsieveError(
+      "SCHEMA_REGISTRY_UNAVAILABLE",
+      `Schema registry ${url} unavailable while ${what} (${how}: ${detail}${codeOf(err, detail)})`,
+      { cause: err },
+    );
+  }
+  return new ClipsieveError(
+    "SCHEMA_REGISTRY_REQUEST_FAILED",
+    `Schema registry ${url} refused ${what} (HTTP ${status}: ${detail})`,
+    { cause: err },
+  );
+}
+
+// A refused connection to a host with several addresses comes as an AggregateError with an empty
+// message; its code (ECONNREFUSED, ETIMEDOUT, ...) is then the only clue.
+function codeOf(err: unknown, detail: string): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && !detail.includes(code) ? `, ${code}` : "";
+}

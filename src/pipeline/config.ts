@@ -1,0 +1,203 @@
+/**
+ * The `run` configuration: the one source of truth for every option of the streaming filter. Values
+ * come from (lowest to highest precedence) the defaults below, a JSON config file (`--config`),
+ * environment variables `CLIPSIEVE_<KEY_IN_UPPER_SNAKE_CASE>`, and command-line flags. The merged
+ * result is validated once, at start, and an error names the key at fault and where it came from.
+ */
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { z } from "zod";
+import { ClipsieveError } from "../common/errors.ts";
+
+const topic = z
+  .string()
+  .min(1)
+  .max(249)
+  .regex(/^[a-zA-Z0-9._-]+$/, "a Kafka topic name (letters, digits, . _ -)");
+const positiveInt = z.coerce.number().int().positive();
+
+export const runConfigSchema = z
+  .object({
+    brokers: z
+      .union([z.string(), z.array(z.string())])
+      .transform((v) => (Array.isArray(v) ? v : v.split(",")).map((s) => s.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, "host:port")).min(1))
+      .describe("Kafka bootstrap brokers, comma-separated host:port"),
+    group: z
+      .string()
+      .min(1)
+      .describe("Consumer group id (also names the transactional ids and the policy state)"),
+    input: topic.describe("Input topic of image-text records"),
+    accepted: topic.describe("Topic for accepted records (original bytes + score headers)"),
+    rejected: topic.describe("Topic for rejected records (original bytes + score headers)"),
+    deadLetter: topic.describe("Topic for records that could not be scored, with the error"),
+    scores: topic.describe("Topic with one compact score record per input record"),
+    windowsTopic: topic.optional().describe("Topic with one manifest per window (default: <scores>-windows)"),
+    stateTopic: topic
+      .optional()
+      .describe("Compacted topic holding the policy state (default: <group>-policy-state)"),
+    format: z.enum(["json", "avro"]).default("json").describe("Input value format"),
+    schemaRegistry: z.url().optional().describe("Confluent Schema Registry URL (required for avro)"),
+    windowSize: positiveInt.default(4096).describe("Records per window"),
+    lingerMs: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .default(2000)
+      .describe("Cut a window this long after its first record"),
+    bankSize: z.coerce.number().int().min(0).default(4096).describe("Negative bank rows (0 = none)"),
+    draws: positiveInt.default(5).describe("K: seeded draws per window"),
+    batchSize: positiveInt.default(8192).describe("b: contrastive batch size"),
+    tau: z.coerce
+      .number()
+      .positive()
+      .default(0.01)
+      .describe("Temperature (0.01 = 1 / OpenAI CLIP's logit scale)"),
+    seed: z.coerce.number().int().min(0).default(0).describe("Base seed of the draws"),
+    dim: positiveInt.optional().describe("Embedding dimension D (default: the target set's, else 768)"),
+    model: z.string().optional().describe("Teacher model records must name (default: the target set's)"),
+    target: z.string().optional().describe("Target-set artifact (or .npy/.npz of target image embeddings)"),
+    device: z.enum(["cpu", "cuda", "webgpu"]).default("cpu").describe("onnxruntime execution provider"),
+    keep: z.string().optional().describe("Top fraction, <score>=<fraction> (stage 1)"),
+    thenKeep: z
+      .string()
+      .optional()
+      .describe("Second stage (flag --then), <score>=<fraction> of the whole stream"),
+    threshold: z
+      .union([z.string(), z.array(z.string())])
+      .transform((v) => (Array.isArray(v) ? v : [v]))
+      .optional()
+      .describe("Fixed threshold(s), <score>>=<value>"),
+    warmup: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe("Records before the quantile sketch is trusted"),
+    warmupMode: z.string().optional().describe("What happens during warm-up: provisional | accept | reject"),
+    policyFile: z.string().optional().describe("Start the policy from this state file (from `calibrate`)"),
+    delivery: z
+      .enum(["exactly-once", "at-least-once"])
+      .default("exactly-once")
+      .describe("Delivery guarantee"),
+    instanceId: z
+      .string()
+      .min(1)
+      .default(hostname())
+      .describe("Stable id of this instance (transactional id suffix)"),
+    transactionTimeoutMs: positiveInt.default(30000).describe("Kafka transaction timeout"),
+    sessionTimeoutMs: z.coerce
+      .number()
+      .int()
+      .min(6000)
+      .default(30000)
+      .describe("Consumer group session timeout: how soon a dead instance's partitions move to the others"),
+    maxQueuedWindows: positiveInt
+      .default(2)
+      .describe("Windows cut but not yet delivered before fetching pauses"),
+    metricsPort: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(65535)
+      .optional()
+      .describe("Prometheus /metrics and /healthz port"),
+  })
+  .strict();
+
+export type RunConfigInput = z.input<typeof runConfigSchema>;
+export type RunConfig = z.output<typeof runConfigSchema> & { windowsTopic: string; stateTopic: string };
+
+export const RUN_CONFIG_KEYS = Object.keys(runConfigSchema.shape) as (keyof typeof runConfigSchema.shape)[];
+
+/** `deadLetter` -> `CLIPSIEVE_DEAD_LETTER`. */
+export function envVarName(key: string): string {
+  return `CLIPSIEVE_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/** Read the options set by environment variables. */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of RUN_CONFIG_KEYS) {
+    const v = env[envVarName(key)];
+    if (v !== undefined && v !== "") out[key] = v;
+  }
+  return out;
+}
+
+export function configFromFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ClipsieveError("CONFIG_INVALID", `Cannot read config file ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+      throw new Error("not a JSON object");
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      `Config file ${path} is not a JSON object: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+/**
+ * Merge the layers and validate. `sources` maps each key to where its value came from, so the error
+ * for a bad value says "--window-size" or "CLIPSIEVE_WINDOW_SIZE" or "config file x.json: windowSize".
+ */
+export function resolveRunConfig(layers: {
+  file?: { path: string; values: Record<string, unknown> };
+  env?: Record<string, string>;
+  flags?: Record<string, unknown>;
+}): RunConfig {
+  const merged: Record<string, unknown> = {};
+  const origin: Record<string, string> = {};
+  if (layers.file) {
+    for (const [k, v] of Object.entries(layers.file.values)) {
+      merged[k] = v;
+      origin[k] = `config file ${layers.file.path}: "${k}"`;
+    }
+  }
+  for (const [k, v] of Object.entries(layers.env ?? {})) {
+    merged[k] = v;
+    origin[k] = `environment variable ${envVarName(k)}`;
+  }
+  for (const [k, v] of Object.entries(layers.flags ?? {})) {
+    if (v === undefined) continue;
+    merged[k] = v;
+    origin[k] =
+      k === "thenKeep" ? "flag --then" : `flag --${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  }
+  const result = runConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const key = issue.code === "unrecognized_keys" ? issue.keys.join(", ") : String(issue.path[0] ?? "");
+      const where = origin[key] ?? (key ? `"${key}"` : "config");
+      return issue.code === "unrecognized_keys"
+        ? `unknown option(s) ${issue.keys.map((k) => `"${k}"`).join(", ")} (${origin[issue.keys[0]] ?? "config"})`
+        : `${where}: ${issue.message}`;
+    });
+    throw new ClipsieveError("CONFIG_INVALID", `Invalid configuration:\n  - ${problems.join("\n  - ")}`);
+  }
+  const cfg = result.data;
+  if (cfg.format === "avro" && !cfg.schemaRegistry) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      "Invalid configuration: format avro needs schemaRegistry (--schema-registry)",
+    );
+  }
+  return {
+    ...cfg,
+    windowsTopic: cfg.windowsTopic ?? `${cfg.scores}-windows`,
+    stateTopic: cfg.stateTopic ?? `${cfg.group}-policy-state`,
+  };
+}

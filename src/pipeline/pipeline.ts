@@ -1,0 +1,415 @@
+/**
+ * The streaming filter, assembled: source -> decode -> window -> score -> policy -> sink.
+ *
+ * `buildPipeline(config)` returns `{ start, close, done }`; only the command's entry point touches
+ * signals and exit codes. Shutdown order: stop intake, cut the open window and deliver (drain) what is
+ * queued, or abort it when draining takes too long, then close the producer, consumer and engine.
+ *
+ * Flow: fetched batches are decoded at once (cheap, and bad records are marked, not thrown) and pushed
+ * into an rxjs stream that cuts windows by size or linger time (`bufferTime`). Windows are processed one
+ * at a time (`concatMap`): score in onnxruntime (off the event loop, on its own threads), decide, deliver
+ * in one transaction. The source waits while more than `maxQueuedWindows` windows of records are
+ * fetched but not delivered: explicit backpressure that bounds memory at any input rate.
+ */
+import { Kafka, logLevel } from "kafkajs";
+import { bufferTime, concatMap, filter, from, lastValueFrom, Subject } from "rxjs";
+import { ClipsieveError } from "../common/errors.ts";
+import type { Logger } from "../common/logger.ts";
+import { createPipelineMetrics, type PipelineMetrics, serveMetrics } from "../common/metrics.ts";
+import { createDecoder } from "../decode/decoder.ts";
+import type { DecodedRecord } from "../decode/types.ts";
+import {
+  createPolicy,
+  type Policy,
+  type PolicyState,
+  parsePolicyFlags,
+  type ScoreRow,
+} from "../policy/index.ts";
+import { createScoringEngine, type ScoringEngine } from "../score/engine.ts";
+import { loadTarget } from "../score/target-set.ts";
+import type { TargetSet } from "../score/types.ts";
+import { createKafkaSink } from "../sink/kafka-sink.ts";
+import { buildWindowOutputs, nextOffsets, type OutputTopics, type RecordOutcome } from "../sink/outputs.ts";
+import { createKafkaSource } from "../source/kafka-source.ts";
+import { NegativeBank } from "../window/bank.ts";
+import { planWindow, type WindowPlan } from "../window/window.ts";
+import type { RunConfig } from "./config.ts";
+import { readPolicyFile, readPolicyState, stateKey, stateMessage } from "./policy-state.ts";
+
+export interface Pipeline {
+  start(): Promise<void>;
+  /** Stop intake, drain (or abort after `drainTimeoutMs`) and release everything. */
+  close(drainTimeoutMs?: number): Promise<void>;
+  /** Resolves when the pipeline stopped; rejects with the error that stopped it. */
+  done: Promise<void>;
+  metrics: PipelineMetrics;
+}
+
+interface Tagged {
+  record: DecodedRecord;
+  generation: number;
+}
+
+export async function buildPipeline(
+  config: RunConfig,
+  logger: Logger,
+  metrics = createPipelineMetrics(),
+): Promise<Pipeline> {
+  const kafka = new Kafka({
+    clientId: `clipsieve-${config.instanceId}`,
+    brokers: config.brokers,
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ level, log }) => {
+        const { message, ...extra } = log;
+        if (level <= logLevel.ERROR) logger.error(extra, `kafkajs: ${message}`);
+        else if (level <= logLevel.WARN) logger.warn(extra, `kafkajs: ${message}`);
+      },
+  });
+
+  const target: TargetSet | undefined = config.target ? await loadTarget(config.target) : undefined;
+  const dim = config.dim ?? target?.dim ?? 768;
+  if (target && target.dim !== dim) {
+    throw new ClipsieveError(
+      "TARGET_MISMATCH",
+      `Target set ${config.target} has D=${target.dim}, but --dim is ${dim}.`,
+    );
+  }
+  const model = config.model ?? (target && target.model !== "unknown" ? target.model : undefined);
+  const policySpec = parsePolicyFlags({
+    keep: config.keep,
+    // biome-ignore lint/suspicious/noThenProperty: the value of the --then flag, as the policy's parser names it
+    then: config.thenKeep,
+    threshold: config.threshold,
+    warmup: config.warmup,
+    warmupMode: config.warmupMode,
+  });
+  const policyScores = [
+    policySpec.keep?.score,
+    policySpec.thenKeep?.score,
+    ...policySpec.thresholds.map((t) => t.score),
+  ];
+  const needsNormSim = policyScores.some((s) => s?.startsWith("normsim"));
+  if (needsNormSim && !target) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      "The policy uses a NormSim score, which needs --target <file>.",
+    );
+  }
+
+  const engine: ScoringEngine = await createScoringEngine({ device: config.device, logger });
+  metrics.provider.set({ provider: engine.provider }, 1);
+  const decoder = await createDecoder(
+    {
+      format: config.format,
+      schemaRegistryUrl: config.schemaRegistry,
+      expectedDim: dim,
+      expectedModel: model,
+    },
+    { logger },
+  );
+
+  // Made in start(), after the producer has fenced any earlier incarnation of this instance, so the
+  // state read is the one committed with the last delivered window.
+  let policy!: Policy;
+
+  const bank = config.bankSize > 0 ? new NegativeBank(config.bankSize, dim) : undefined;
+  const topics: OutputTopics = {
+    accepted: config.accepted,
+    rejected: config.rejected,
+    deadLetter: config.deadLetter,
+    scores: config.scores,
+    windows: config.windowsTopic,
+  };
+  const sink = createKafkaSink({
+    kafka,
+    delivery: config.delivery,
+    groupId: config.group,
+    transactionalId: `clipsieve-${config.group}-${config.instanceId}`,
+    transactionTimeoutMs: config.transactionTimeoutMs,
+    logger,
+  });
+
+  // ---- intake and backpressure ----
+  const records$ = new Subject<Tagged>();
+  let undelivered = 0;
+  const maxUndelivered = config.maxQueuedWindows * config.windowSize;
+  let roomWaiters: (() => void)[] = [];
+  const releaseRoom = () => {
+    const w = roomWaiters;
+    roomWaiters = [];
+    for (const f of w) f();
+  };
+  let currentGeneration = 0;
+  let stopping = false;
+  let lastWindowAt = Date.now();
+  let lastError: unknown;
+
+  const source = createKafkaSource({
+    kafka,
+    groupId: config.group,
+    topic: config.input,
+    logger,
+    metrics,
+    sessionTimeoutMs: config.sessionTimeoutMs,
+    onRebalance: (gen) => {
+      currentGeneration = gen;
+    },
+    onRecords: async (raws, generation, heartbeat) => {
+      const decoded = await decoder.decodeBatch(raws);
+      undelivered += decoded.length;
+      for (const record of decoded) records$.next({ record, generation });
+      while (undelivered > maxUndelivered && !stopping && generation === currentGeneration) {
+        await new Promise<void>((resolve) => {
+          roomWaiters.push(resolve);
+          setTimeout(resolve, 1000);
+        });
+        await heartbeat();
+      }
+    },
+  });
+
+  // ---- one window ----
+  const processWindow = async (batch: Tagged[]): Promise<void> => {
+    const started = performance.now();
+    // Records fetched before the latest rebalance are re-read by whoever owns their partition now.
+    const live = batch.filter((t) => t.generation === currentGeneration).map((t) => t.record);
+    const dropped = batch.length - live.length;
+    try {
+      if (dropped > 0) {
+        metrics.windows.inc({ outcome: "aborted_rebalance" });
+        logger.info({ dropped }, "dropped records fetched before a rebalance; they will be re-read");
+      }
+      if (live.length === 0) return;
+      const generation = currentGeneration;
+      const plan = planWindow(live, bank, {
+        dim,
+        baseSeed: config.seed,
+        draws: config.draws,
+        batchSize: config.batchSize,
+      });
+      const tScore = performance.now();
+      const scores = await scoreWindow(engine, plan, config.tau, target);
+      metrics.windowSeconds.observe({ stage: "score" }, (performance.now() - tScore) / 1000);
+
+      const before = policy.snapshot();
+      const tPolicy = performance.now();
+      const outcomes = decideWindow(plan, scores, policy);
+      metrics.windowSeconds.observe({ stage: "policy" }, (performance.now() - tPolicy) / 1000);
+      if (generation !== currentGeneration) {
+        // A rebalance arrived while scoring: this window's partitions may belong to another member now.
+        policy = createPolicy(policySpec, { state: before });
+        metrics.windows.inc({ outcome: "aborted_rebalance" });
+        logger.info(
+          { windowId: plan.id },
+          "window aborted: rebalance during scoring; its records will be re-read",
+        );
+        return;
+      }
+      const messages = buildWindowOutputs(
+        outcomes,
+        topics,
+        { windowId: plan.id, seed: plan.seed, policyVersion: policy.version },
+        plan.manifest,
+      );
+      messages.set(config.stateTopic, [
+        stateMessage(stateKey(config.group, config.instanceId), policy.snapshot()),
+      ]);
+      const tDeliver = performance.now();
+      try {
+        await deliverWithRetry(
+          () => sink.deliver({ messages, offsets: nextOffsets(plan.records) }, source.consumer),
+          logger,
+        );
+      } catch (err) {
+        policy = createPolicy(policySpec, { state: before });
+        throw err;
+      }
+      metrics.windowSeconds.observe({ stage: "deliver" }, (performance.now() - tDeliver) / 1000);
+      if (bank) {
+        const n = plan.pool.scoredRows;
+        bank.push(
+          plan.pool.image.subarray(0, n * dim),
+          plan.pool.text.subarray(0, n * dim),
+          plan.scoredIndex.map((i) => plan.records[i].source),
+        );
+      }
+      recordWindowMetrics(metrics, outcomes, policy, plan);
+      metrics.windowSeconds.observe({ stage: "total" }, (performance.now() - started) / 1000);
+      lastWindowAt = Date.now();
+      logger.debug({ windowId: plan.id, records: live.length }, "window delivered");
+    } finally {
+      undelivered -= batch.length;
+      releaseRoom();
+    }
+  };
+
+  const windows$ = records$.pipe(
+    bufferTime(config.lingerMs, null, config.windowSize),
+    filter((w) => w.length > 0),
+    concatMap((w) => from(processWindow(w))),
+  );
+
+  let resolveDone!: () => void;
+  let rejectDone!: (err: unknown) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  // A rejection nobody awaits yet must not crash the process before `close` handles it.
+  done.catch(() => {});
+  let processing: Promise<unknown> | undefined;
+  let server: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  let closed = false;
+
+  const close = async (drainTimeoutMs = 30_000) => {
+    if (closed) return done;
+    closed = true;
+    stopping = true;
+    releaseRoom();
+    // Stop intake first: no more fetches. Then flush the open window through the stream.
+    await source.consumer.pause([{ topic: config.input }]);
+    records$.complete();
+    const drained = await Promise.race([
+      (processing ?? Promise.resolve()).then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((r) => setTimeout(() => r(false), drainTimeoutMs).unref()),
+    ]);
+    if (!drained)
+      logger.warn("drain timed out; the window in flight is abandoned (its transaction never commits)");
+    await source.stop().catch((err: unknown) => logger.warn({ err }, "consumer disconnect failed"));
+    await sink.close().catch((err: unknown) => logger.warn({ err }, "producer disconnect failed"));
+    await decoder.close();
+    await engine.close();
+    await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+    if (lastError) rejectDone(lastError);
+    else resolveDone();
+    return done;
+  };
+
+  return {
+    metrics,
+    done,
+    close,
+    async start() {
+      if (config.metricsPort !== undefined) {
+        server = await serveMetrics(metrics, config.metricsPort, () => {
+          const quietMs = Date.now() - lastWindowAt;
+          if (lastError) return { ok: false, detail: `stopped: ${String(lastError)}` };
+          return { ok: true, detail: `last window ${quietMs} ms ago` };
+        });
+      }
+      await sink.connect();
+      const restored: PolicyState | undefined =
+        (await readPolicyState(kafka, config, logger)) ??
+        (config.policyFile ? readPolicyFile(config.policyFile) : undefined);
+      policy = createPolicy(policySpec, { state: restored });
+      logger.info(
+        { policyVersion: policy.version, restored: restored !== undefined, thresholds: policy.thresholds() },
+        restored ? "policy starts from a saved state" : "policy starts cold",
+      );
+      processing = lastValueFrom(windows$, { defaultValue: undefined }).catch(async (err: unknown) => {
+        lastError = err;
+        logger.error({ err }, "the pipeline stopped on an error");
+        await close(0);
+      });
+      await source.start();
+      logger.info(
+        { input: config.input, group: config.group, provider: engine.provider, dim },
+        "filter running",
+      );
+    },
+  };
+}
+
+interface WindowScores {
+  clip_score: Float32Array;
+  s_clip_loss: Float32Array;
+  normsim_2?: Float32Array;
+  normsim_inf?: Float32Array;
+}
+
+async function scoreWindow(
+  engine: ScoringEngine,
+  plan: WindowPlan,
+  tau: number,
+  target: TargetSet | undefined,
+): Promise<WindowScores | undefined> {
+  const n = plan.pool.scoredRows;
+  if (n === 0) return undefined;
+  const s = await engine.sClipLoss(plan.pool, plan.draws, tau);
+  const out: WindowScores = { clip_score: s.clipScore, s_clip_loss: s.sClipLoss };
+  if (target) {
+    const ns = await engine.normSim(plan.pool.image.subarray(0, n * plan.pool.dim), n, target);
+    out.normsim_2 = ns.normsim2;
+    out.normsim_inf = ns.normsimInf;
+  }
+  return out;
+}
+
+function decideWindow(plan: WindowPlan, scores: WindowScores | undefined, policy: Policy): RecordOutcome[] {
+  const outcomes: RecordOutcome[] = plan.records.map((record) => ({
+    record,
+    decision: "dead_letter",
+    reason: record.failure?.code ?? "unknown",
+  }));
+  if (!scores) return outcomes;
+  const rows = plan.scoredIndex.map((_, row) => {
+    const r: Record<string, number> = {
+      clip_score: scores.clip_score[row],
+      s_clip_loss: scores.s_clip_loss[row],
+    };
+    if (scores.normsim_2) r.normsim_2 = scores.normsim_2[row];
+    if (scores.normsim_inf) r.normsim_inf = scores.normsim_inf[row];
+    return r;
+  });
+  const decisions = policy.decide(rows as unknown as ScoreRow[]);
+  plan.scoredIndex.forEach((ri, row) => {
+    const d = decisions[row];
+    outcomes[ri] = {
+      record: plan.records[ri],
+      decision: d.decision,
+      reason: d.reason,
+      rule: d.rule ?? undefined,
+      scores: rows[row],
+      thresholds: d.thresholds,
+    };
+  });
+  return outcomes;
+}
+
+function recordWindowMetrics(
+  metrics: PipelineMetrics,
+  outcomes: RecordOutcome[],
+  policy: Policy,
+  plan: WindowPlan,
+): void {
+  metrics.windows.inc({ outcome: "committed" });
+  metrics.windowRecords.observe(plan.records.length);
+  for (const o of outcomes) {
+    metrics.recordsOut.inc({ decision: o.decision, reason: o.reason });
+    if (o.decision === "dead_letter") metrics.deadLetters.inc({ code: o.reason });
+    for (const [score, v] of Object.entries(o.scores ?? {})) metrics.scores.observe({ score }, v);
+  }
+  for (const [key, v] of Object.entries(policy.thresholds())) {
+    const [stage, score] = key.includes(":") ? key.split(":") : ["threshold", key];
+    metrics.thresholds.set({ score, stage }, v);
+  }
+}
+
+/** Retry a window's delivery (a fresh transaction each time) on errors Kafka calls retriable. */
+async function deliverWithRetry(deliver: () => Promise<void>, logger: Logger, attempts = 5): Promise<void> {
+  for (let i = 1; ; i++) {
+    try {
+      return await deliver();
+    } catch (err) {
+      const retriable = (err as { retriable?: boolean }).retriable === true;
+      if (!retriable || i >= attempts) throw err;
+      logger.warn({ err, attempt: i }, "window delivery failed; retrying");
+      await new Promise((r) => setTimeout(r, 200 * 2 ** i));
+    }
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The policy's state lives in Kafka, in a compacted topic keyed by `<group>/<instance>`, and it is
+ * written in the same transaction as the window it reflects: after a crash, the restored state matches
+ * the committed offsets exactly, so a restarted filter neither starts cold nor counts a window twice.
+ */
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { Kafka } from "kafkajs";
+import { ClipsieveError } from "../common/errors.ts";
+import type { Logger } from "../common/logger.ts";
+import type { PolicyState } from "../policy/index.ts";
+import type { OutMessage } from "../sink/outputs.ts";
+import type { RunConfig } from "./config.ts";
+
+export function stateKey(group: string, instanceId: string): string {
+  return `${group}/${instanceId}`;
+}
+
+export function stateMessage(key: string, state: PolicyState): OutMessage {
+  return { key, value: JSON.stringify(state), headers: {} };
+}
+
+/** Make sure the state topic exists and is compacted (one partition: states are tiny). */
+export async function ensureStateTopic(kafka: Kafka, topic: string): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = await admin.listTopics();
+    if (!existing.includes(topic)) {
+      await admin
+        .createTopics({
+          waitForLeaders: true,
+          topics: [
+            { topic, numPartitions: 1, configEntries: [{ name: "cleanup.policy", value: "compact" }] },
+          ],
+        })
+        .catch((err: unknown) => {
+          // Another instance may have created it between our look and our create.
+          if ((err as { type?: string }).type !== "TOPIC_ALREADY_EXISTS") throw err;
+        });
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * Read the committed states of this group: this instance's own if present, else the most recently
+ * written one of the group (an instance new to the group starts from a colleague's view, not cold).
+ */
+export async function readPolicyState(
+  kafka: Kafka,
+  config: Pick<RunConfig, "stateTopic" | "group" | "instanceId">,
+  logger: Logger,
+  timeoutMs = 30_000,
+): Promise<PolicyState | undefined> {
+  await ensureStateTopic(kafka, config.stateTopic);
+  const states = new Map<string, PolicyState>();
+  let latestKey: string | undefined;
+  const consumer = kafka.consumer({
+    groupId: `clipsieve-state-reader-${randomUUID()}`,
+    readUncommitted: false,
+  });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic: config.stateTopic, fromBeginning: true });
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        logger.warn({ topic: config.stateTopic }, "reading the policy state timed out; using what was read");
+        resolve();
+      }, timeoutMs);
+      // An empty fetch after joining means we reached the last stable offset: everything committed is read.
+      let joined = false;
+      consumer.on(consumer.events.GROUP_JOIN, () => {
+        joined = true;
+      });
+      consumer.on(consumer.events.FETCH, (e) => {
+        if (joined && e.payload.numberOfBatches === 0) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      void consumer.run({
+        eachMessage: async ({ message }) => {
+          const key = message.key?.toString();
+          if (!key?.startsWith(`${config.group}/`)) return;
+          if (message.value === null) states.delete(key);
+          else {
+            states.set(key, JSON.parse(message.value.toString()) as PolicyState);
+            latestKey = key;
+          }
+        },
+      });
+    });
+  } finally {
+    await consumer.disconnect();
+  }
+  const own = states.get(stateKey(config.group, config.instanceId));
+  if (own) return own;
+  return latestKey ? states.get(latestKey) : undefined;
+}
+
+/** A policy state saved to a file (by `calibrate`, or copied from the state topic). */
+export function readPolicyFile(path: string): PolicyState {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as PolicyState;
+  } catch (err) {
+    throw new ClipsieveError("CONFIG_INVALID", `Cannot read policy file ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}

@@ -1,0 +1,476 @@
+/**
+ * The scoring engine: s-CLIPLoss, CLIPScore, NormSim_2, NormSim_inf and Gram matrices. Every matrix
+ * product and every reduction over a b x b (or r x M) block runs inside onnxruntime (./graphs.ts);
+ * JavaScript only gathers a batch's rows, feeds blocks and adds up per-row results (O(b) per batch).
+ *
+ * Memory is bounded by `blockElements` (E, default 2^24 float32 values = 64 MiB): no tensor of the
+ * engine's graphs holds more than about E values. A batch of b is split into row blocks of
+ * r = ceil(b / ceil(b / floor(E / b))) rows, so an S block is r x b <= max(E, b). For s-CLIPLoss over a
+ * pool of n rows (scoredRows of them scored), besides the pool itself the engine holds
+ *
+ *     2 * b * D * 4 bytes          the gathered image and text rows of the batch in hand
+ *   + 4 * n + 20 * scoredRows      S_ii of every row, the running sum of R, the three results
+ *   + about 6 * E * 4 bytes        onnxruntime's arenas: the fast graph's Z and exp(Z - c), the exact
+ *                                  graph's shifted copies, the row-dot blocks (measured: 354 MiB at
+ *                                  E = 2^24, b = 32768)
+ *
+ * docs/scoring.md derives this, gives the NormSim equivalents and the measured figures.
+ */
+import { availableParallelism } from "node:os";
+import * as ort from "onnxruntime-node";
+import { ClipsieveError } from "../common/errors.ts";
+import { createLogger, type Logger } from "../common/logger.ts";
+import { validateDraws } from "./draws.ts";
+import {
+  gramAccumulateGraph,
+  gramNormGraph,
+  maxAbsDotGraph,
+  rowDotGraph,
+  sClipLossExactBlockGraph,
+  sClipLossFastBlockGraph,
+} from "./graphs.ts";
+import type { Device, Draw, NormSimResult, Pool, SClipLossResult, TargetSet } from "./types.ts";
+
+export const DEVICES: readonly Device[] = ["cpu", "cuda", "webgpu"];
+
+/** Default bound on the values of one onnxruntime block (2^24 float32 = 64 MiB). */
+export const DEFAULT_BLOCK_ELEMENTS = 2 ** 24;
+
+export interface EngineOptions {
+  /** Execution provider; one that cannot load falls back to cpu with one warning. Default cpu. */
+  device?: Device;
+  logger?: Logger;
+  /** onnxruntime intra-op threads. Default: os.availableParallelism(). */
+  threads?: number;
+  /** Most float32 values in one block of S or of image x target products; bounds memory. Default 2^24. */
+  blockElements?: number;
+  /**
+   * "auto" (default): one max-shift per S block, with the exact per-row and per-column shifts only
+   * when the shared shift would underflow a sum. "exact": always per-row and per-column shifts.
+   */
+  logSumExp?: "auto" | "exact";
+}
+
+export interface ScoringEngine {
+  /** The provider actually in use after fallback. */
+  readonly provider: Device;
+  sClipLoss(pool: Pool, draws: Draw[], tau: number): Promise<SClipLossResult>;
+  /**
+   * NormSim_2 and/or NormSim_inf of the first `rows` rows of `image` (rows x target.dim) against
+   * `target`. A score not asked for comes back as an empty array. Default: both.
+   */
+  normSim(
+    image: Float32Array,
+    rows: number,
+    target: TargetSet,
+    which?: { two?: boolean; inf?: boolean },
+  ): Promise<NormSimResult>;
+  /** T^T T, D x D row-major, of a rows x dim matrix. */
+  gram(embeddings: Float32Array, rows: number, dim: number): Promise<Float32Array>;
+  /** sqrt(f_i^T G f_i) for each of the first `rows` rows of `image` and a dim x dim matrix G. */
+  gramNorm(image: Float32Array, rows: number, dim: number, gram: Float32Array): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+/** onnxruntime session options for a provider; the benchmark uses the same. */
+export function sessionOptions(device: Device, threads: number): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [device],
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: "sequential",
+    graphOptimizationLevel: "all",
+    // The engine reports a provider that cannot load itself (one warning); onnxruntime's own error
+    // lines about it would only repeat that, so a non-cpu attempt logs fatal errors only.
+    logSeverityLevel: device === "cpu" ? 3 : 4,
+  };
+}
+
+interface Sessions {
+  sClipLossFast: ort.InferenceSession;
+  sClipLossExact: ort.InferenceSession;
+  rowDot: ort.InferenceSession;
+  gramNorm: ort.InferenceSession;
+  maxAbsDot: ort.InferenceSession;
+  gramAccumulate: ort.InferenceSession;
+}
+
+async function createSessions(device: Device, threads: number): Promise<Sessions> {
+  const options = sessionOptions(device, threads);
+  const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, options);
+  // One session first: a provider that cannot load fails here once, not once per graph.
+  const rowDot = await open(rowDotGraph());
+  const created = await Promise.allSettled([
+    open(sClipLossFastBlockGraph()),
+    open(sClipLossExactBlockGraph()),
+    open(gramNormGraph()),
+    open(maxAbsDotGraph()),
+    open(gramAccumulateGraph()),
+  ]);
+  const failed = created.find((c) => c.status === "rejected");
+  if (failed) {
+    await Promise.all(
+      [rowDot, ...created.map((c) => (c.status === "fulfilled" ? c.value : null))].map((s) => s?.release()),
+    );
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  const [sClipLossFast, sClipLossExact, gramNorm, maxAbsDot, gramAccumulate] = created.map(
+    (c) => (c as PromiseFulfilledResult<ort.InferenceSession>).value,
+  );
+  return { sClipLossFast, sClipLossExact, rowDot, gramNorm, maxAbsDot, gramAccumulate };
+}
+
+/** The first line of an error's message, at most 300 characters: onnxruntime's can run on. */
+function errorText(err: unknown): string {
+  const line = (err instanceof Error ? err.message : String(err)).split("\n")[0].trim();
+  return line.length > 300 ? `${line.slice(0, 297)}...` : line;
+}
+
+const f32 = (data: Float32Array, dims: number[]) => new ort.Tensor("float32", data, dims);
+
+async function run(
+  session: ort.InferenceSession,
+  feeds: Record<string, ort.Tensor>,
+  graph: string,
+): Promise<Record<string, Float32Array<ArrayBuffer>>> {
+  let out: ort.InferenceSession.ReturnType;
+  try {
+    out = await session.run(feeds);
+  } catch (err) {
+    throw new ClipsieveError(
+      "SCORER_FAILED",
+      `onnxruntime failed to run the ${graph} graph: ${errorText(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  const result: Record<string, Float32Array<ArrayBuffer>> = {};
+  for (const [name, tensor] of Object.entries(out)) result[name] = tensor.data as Float32Array<ArrayBuffer>;
+  return result;
+}
+
+function checkPositiveInteger(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new ClipsieveError("CONFIG_INVALID", `${what} must be a positive integer, got ${value}`);
+  }
+}
+
+function checkMatrix(data: Float32Array, rows: number, dim: number, what: string, exact = true): void {
+  if (!Number.isSafeInteger(rows) || rows < 0) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      `${what}: row count must be a non-negative integer, got ${rows}`,
+    );
+  }
+  const enough = exact ? data.length === rows * dim : data.length >= rows * dim;
+  if (!enough) {
+    throw new ClipsieveError(
+      "EMBEDDING_DIMENSION_MISMATCH",
+      `${what} holds ${data.length} values, expected ${exact ? "" : "at least "}${rows} rows x ${dim}`,
+    );
+  }
+}
+
+/**
+ * The fast path's shift for a batch: c = max_i Z_ii - SHIFT_BELOW_DIAGONAL. Every exp(Z_ij - c) and
+ * every sum stays in float32's range unless some Z_ij exceeds max Z_ii by about 68 - ln b (overflow)
+ * or a whole row or column stays about 70 - ln b below c (underflow); docs/scoring.md, "Numerics".
+ */
+const SHIFT_BELOW_DIAGONAL = 20;
+
+/**
+ * The smallest row or column sum of exp(Z - c) the fast path accepts for a batch of b. Values under
+ * 2^-126 may be flushed to zero; b of them lose at most b * 2^-126, which is below 2^-24 (float32's
+ * relative precision) of any sum >= b * 2^-102.
+ */
+function fastPathMinimum(b: number): number {
+  return b * 2 ** -102;
+}
+
+/** Whether every sum is finite and at least `min` (NaN fails). */
+function sumsUsable(sums: Float32Array, count: number, min: number): boolean {
+  for (let i = 0; i < count; i++) if (!(sums[i] >= min && sums[i] < Number.POSITIVE_INFINITY)) return false;
+  return true;
+}
+
+export async function createScoringEngine(options: EngineOptions = {}): Promise<ScoringEngine> {
+  const requested = options.device ?? "cpu";
+  if (!DEVICES.includes(requested)) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      `device must be one of ${DEVICES.join(", ")}, got ${requested}`,
+    );
+  }
+  const threads = options.threads ?? availableParallelism();
+  checkPositiveInteger(threads, "threads");
+  const blockElements = options.blockElements ?? DEFAULT_BLOCK_ELEMENTS;
+  checkPositiveInteger(blockElements, "blockElements");
+  const exactLogSumExp = (options.logSumExp ?? "auto") === "exact";
+  const logger = options.logger ?? createLogger("score");
+
+  let provider: Device = requested;
+  let sessions: Sessions;
+  try {
+    sessions = await createSessions(requested, threads);
+  } catch (err) {
+    if (requested === "cpu") {
+      throw new ClipsieveError(
+        "SCORER_FAILED",
+        `onnxruntime cannot open the scoring graphs on cpu: ${errorText(err)}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    logger.warn(
+      { provider: requested, reason: errorText(err) },
+      `execution provider ${requested} cannot load (${errorText(err)}); scoring falls back to cpu`,
+    );
+    provider = "cpu";
+    sessions = await createSessions("cpu", threads);
+  }
+
+  /** CLIPScore S_ii of the first `rows` rows, in row blocks of at most E values. */
+  async function rowDots(a: Float32Array, b: Float32Array, rows: number, dim: number): Promise<Float32Array> {
+    const out = new Float32Array(rows);
+    const step = Math.max(1, Math.floor(blockElements / dim));
+    for (let start = 0; start < rows; start += step) {
+      const count = Math.min(step, rows - start);
+      const view = (m: Float32Array) => f32(m.subarray(start * dim, (start + count) * dim), [count, dim]);
+      const res = await run(sessions.rowDot, { a: view(a), b: view(b) }, "row_dot");
+      out.set(res.dot, start);
+    }
+    return out;
+  }
+
+  async function sClipLoss(pool: Pool, draws: Draw[], tau: number): Promise<SClipLossResult> {
+    const { dim, scoredRows, bankRows } = pool;
+    checkPositiveInteger(dim, "pool dim");
+    if (
+      !Number.isSafeInteger(scoredRows) ||
+      scoredRows < 0 ||
+      !Number.isSafeInteger(bankRows) ||
+      bankRows < 0
+    ) {
+      throw new ClipsieveError(
+        "CONFIG_INVALID",
+        `pool row counts must be non-negative integers, got scoredRows=${scoredRows} bankRows=${bankRows}`,
+      );
+    }
+    const n = scoredRows + bankRows;
+    checkMatrix(pool.image, n, dim, "pool image matrix");
+    checkMatrix(pool.text, n, dim, "pool text matrix");
+    if (!(tau > 0 && Number.isFinite(tau))) {
+      throw new ClipsieveError("CONFIG_INVALID", `tau must be a positive finite number, got ${tau}`);
+    }
+    if (draws.length === 0) throw new ClipsieveError("DRAWS_INVALID", "s-CLIPLoss needs at least one draw");
+    validateDraws(draws, n);
+
+    // S_ii of every pool row: CLIPScore for the scored rows, the fast path's shift for all.
+    const diagonal = await rowDots(pool.image, pool.text, n, dim);
+    const rSum = new Float64Array(scoredRows);
+    let maxBatch = 0;
+    for (const draw of draws) for (const batch of draw) maxBatch = Math.max(maxBatch, batch.length);
+    const image = new Float32Array(maxBatch * dim);
+    const text = new Float32Array(maxBatch * dim);
+    const rowOut = new Float32Array(maxBatch);
+    const invTau = f32(Float32Array.of(1 / tau), []);
+    const halfTau = tau / 2;
+
+    /** Row blocks of at most E / b rows, balanced so every block is about the same size. */
+    const blocksOf = (b: number): number => {
+      const blocks = Math.ceil(b / Math.max(1, Math.floor(blockElements / b)));
+      return Math.ceil(b / blocks);
+    };
+
+    /** Fast path: returns the column sums (row sums land in rowOut), all relative to `shift`. */
+    async function fastBatch(b: number, shift: number): Promise<Float32Array> {
+      const blockRows = blocksOf(b);
+      const textTensor = f32(text.subarray(0, b * dim), [b, dim]);
+      const negShift = f32(Float32Array.of(-shift), [1]);
+      let colSum = new Float32Array(b);
+      for (let start = 0; start < b; start += blockRows) {
+        const r = Math.min(blockRows, b - start);
+        const res = await run(
+          sessions.sClipLossFast,
+          {
+            image: f32(image.subarray(start * dim, (start + r) * dim), [r, dim]),
+            text: textTensor,
+            inv_tau: invTau,
+            neg_shift: negShift,
+            col_sum_in: f32(colSum, [b]),
+          },
+          "s_clip_loss_fast_block",
+        );
+        rowOut.set(res.row_sum, start);
+        colSum = res.col_sum_out;
+      }
+      return colSum;
+    }
+
+    /** Exact path: returns the column logsumexp (row logsumexp lands in rowOut). */
+    async function exactBatch(b: number): Promise<Float32Array> {
+      const blockRows = blocksOf(b);
+      const textTensor = f32(text.subarray(0, b * dim), [b, dim]);
+      let colLse = new Float32Array(b).fill(Number.NEGATIVE_INFINITY);
+      for (let start = 0; start < b; start += blockRows) {
+        const r = Math.min(blockRows, b - start);
+        const res = await run(
+          sessions.sClipLossExact,
+          {
+            image: f32(image.subarray(start * dim, (start + r) * dim), [r, dim]),
+            text: textTensor,
+            inv_tau: invTau,
+            col_lse_in: f32(colLse, [b]),
+          },
+          "s_clip_loss_exact_block",
+        );
+        rowOut.set(res.row_lse, start);
+        colLse = res.col_lse_out;
+      }
+      return colLse;
+    }
+
+    for (const [k, draw] of draws.entries()) {
+      for (const [j, batch] of draw.entries()) {
+        const b = batch.length;
+        let maxDiagonal = Number.NEGATIVE_INFINITY;
+        for (let p = 0; p < b; p++) {
+          const row = batch[p];
+          image.set(pool.image.subarray(row * dim, (row + 1) * dim), p * dim);
+          text.set(pool.text.subarray(row * dim, (row + 1) * dim), p * dim);
+          maxDiagonal = Math.max(maxDiagonal, diagonal[row]);
+        }
+        if (!exactLogSumExp) {
+          const shift = Math.fround(maxDiagonal / tau - SHIFT_BELOW_DIAGONAL);
+          const colSum = await fastBatch(b, shift);
+          const min = fastPathMinimum(b);
+          if (sumsUsable(rowOut, b, min) && sumsUsable(colSum, b, min)) {
+            for (let p = 0; p < b; p++) {
+              const row = batch[p];
+              if (row < scoredRows)
+                rSum[row] += halfTau * (2 * shift + Math.log(rowOut[p]) + Math.log(colSum[p]));
+            }
+            continue;
+          }
+          logger.debug(
+            { draw: k, batch: j, size: b },
+            "s-CLIPLoss batch out of the shared shift's range; exact shifts",
+          );
+        }
+        const colLse = await exactBatch(b);
+        for (let p = 0; p < b; p++) {
+          const row = batch[p];
+          if (row < scoredRows) rSum[row] += halfTau * (rowOut[p] + colLse[p]);
+        }
+      }
+    }
+
+    const clipScore = diagonal.slice(0, scoredRows);
+    const normaliser = new Float32Array(scoredRows);
+    const sClip = new Float32Array(scoredRows);
+    for (let i = 0; i < scoredRows; i++) {
+      const r = rSum[i] / draws.length;
+      normaliser[i] = r;
+      sClip[i] = clipScore[i] - r;
+    }
+    return { clipScore, sClipLoss: sClip, normaliser };
+  }
+
+  async function gramNorm(
+    image: Float32Array,
+    rows: number,
+    dim: number,
+    gram: Float32Array,
+  ): Promise<Float32Array> {
+    checkPositiveInteger(dim, "dim");
+    checkMatrix(image, rows, dim, "image matrix", false);
+    checkMatrix(gram, dim, dim, "Gram matrix");
+    const out = new Float32Array(rows);
+    const gramTensor = f32(gram, [dim, dim]);
+    const step = Math.max(1, Math.floor(blockElements / dim));
+    for (let start = 0; start < rows; start += step) {
+      const count = Math.min(step, rows - start);
+      const res = await run(
+        sessions.gramNorm,
+        { image: f32(image.subarray(start * dim, (start + count) * dim), [count, dim]), gram: gramTensor },
+        "gram_norm",
+      );
+      out.set(res.norm, start);
+    }
+    return out;
+  }
+
+  /** max_m |<f_i, t_m>|: image blocks of up to sqrt(E) rows against target blocks of E / rows rows. */
+  async function maxAbsDot(image: Float32Array, rows: number, target: TargetSet): Promise<Float32Array> {
+    const dim = target.dim;
+    const out = new Float32Array(rows);
+    if (target.rows === 0) return out;
+    const imageStep = Math.max(1, Math.min(rows, Math.floor(Math.sqrt(blockElements))));
+    const targetStep = Math.max(1, Math.floor(blockElements / imageStep));
+    for (let start = 0; start < rows; start += imageStep) {
+      const count = Math.min(imageStep, rows - start);
+      const imageTensor = f32(image.subarray(start * dim, (start + count) * dim), [count, dim]);
+      let acc = new Float32Array(count);
+      for (let t = 0; t < target.rows; t += targetStep) {
+        const m = Math.min(targetStep, target.rows - t);
+        const res = await run(
+          sessions.maxAbsDot,
+          {
+            image: imageTensor,
+            target: f32(target.embeddings.subarray(t * dim, (t + m) * dim), [m, dim]),
+            acc_in: f32(acc, [count]),
+          },
+          "max_abs_dot",
+        );
+        acc = res.acc_out;
+      }
+      out.set(acc, start);
+    }
+    return out;
+  }
+
+  async function normSim(
+    image: Float32Array,
+    rows: number,
+    target: TargetSet,
+    which: { two?: boolean; inf?: boolean } = { two: true, inf: true },
+  ): Promise<NormSimResult> {
+    const dim = target.dim;
+    checkPositiveInteger(dim, "target dim");
+    checkMatrix(image, rows, dim, "image matrix", false);
+    checkMatrix(target.embeddings, target.rows, dim, `target set (${target.model}) embeddings`);
+    checkMatrix(target.gram, dim, dim, `target set (${target.model}) Gram matrix`);
+    return {
+      normsim2: which.two ? await gramNorm(image, rows, dim, target.gram) : new Float32Array(0),
+      normsimInf: which.inf ? await maxAbsDot(image, rows, target) : new Float32Array(0),
+    };
+  }
+
+  async function gram(embeddings: Float32Array, rows: number, dim: number): Promise<Float32Array> {
+    checkPositiveInteger(dim, "dim");
+    checkMatrix(embeddings, rows, dim, "embedding matrix");
+    let acc = new Float32Array(dim * dim);
+    const step = Math.max(1, Math.floor(blockElements / dim));
+    for (let start = 0; start < rows; start += step) {
+      const count = Math.min(step, rows - start);
+      const res = await run(
+        sessions.gramAccumulate,
+        {
+          rows: f32(embeddings.subarray(start * dim, (start + count) * dim), [count, dim]),
+          acc_in: f32(acc, [dim, dim]),
+        },
+        "gram_accumulate",
+      );
+      acc = res.acc_out;
+    }
+    return acc;
+  }
+
+  async function close(): Promise<void> {
+    await Promise.all(Object.values(sessions).map((s) => s.release()));
+  }
+
+  return { provider, sClipLoss, normSim, gram, gramNorm, close };
+}

@@ -1,0 +1,121 @@
+/**
+ * Delivery of a window's outputs to Kafka.
+ *
+ * exactly-once: one Kafka transaction per window holds every output record, the policy state and the
+ * consumer group's next offsets (`sendOffsets`), so outputs and progress commit together or not at all.
+ * at-least-once: an idempotent producer sends, and the offsets are committed after the broker acked.
+ *
+ * Records are sent in chunks of at most `maxRequestBytes`: kafkajs puts a call's records for one
+ * partition into one record batch, and brokers refuse batches above `message.max.bytes` (1 MiB by
+ * default), while one window of 768-d JSON records is tens of MiB.
+ */
+import type { Consumer, Kafka, Message, Producer, TopicMessages } from "kafkajs";
+import type { Logger } from "../common/logger.ts";
+import type { OutMessage } from "./outputs.ts";
+
+export interface KafkaSinkOptions {
+  kafka: Kafka;
+  delivery: "exactly-once" | "at-least-once";
+  groupId: string;
+  transactionalId: string;
+  transactionTimeoutMs: number;
+  maxRequestBytes?: number;
+  logger: Logger;
+}
+
+export interface WindowDelivery {
+  messages: Map<string, OutMessage[]>;
+  offsets: Map<string, Map<number, string>>;
+}
+
+export interface KafkaSink {
+  connect(): Promise<void>;
+  /** Deliver one window; throws if it could not (the transaction is then aborted). */
+  deliver(window: WindowDelivery, consumer: Consumer): Promise<void>;
+  close(): Promise<void>;
+}
+
+function messageBytes(m: OutMessage): number {
+  let n = 64 + (m.key?.length ?? 0) + (m.value?.length ?? 0);
+  for (const [k, v] of Object.entries(m.headers)) n += k.length + v.length + 8;
+  return n;
+}
+
+/** Split the window's messages into sendBatch calls of bounded size, keeping per-topic order. */
+export function chunkMessages(messages: Map<string, OutMessage[]>, maxBytes: number): TopicMessages[][] {
+  const chunks: TopicMessages[][] = [];
+  let current = new Map<string, Message[]>();
+  let bytes = 0;
+  const flush = () => {
+    if (current.size === 0) return;
+    chunks.push([...current].map(([topic, msgs]) => ({ topic, messages: msgs })));
+    current = new Map();
+    bytes = 0;
+  };
+  for (const [topic, msgs] of messages) {
+    for (const m of msgs) {
+      const size = messageBytes(m);
+      if (bytes > 0 && bytes + size > maxBytes) flush();
+      let list = current.get(topic);
+      if (!list) current.set(topic, (list = []));
+      list.push({ key: m.key, value: m.value, headers: m.headers });
+      bytes += size;
+    }
+  }
+  flush();
+  return chunks;
+}
+
+function offsetsForKafka(offsets: Map<string, Map<number, string>>) {
+  return [...offsets].map(([topic, parts]) => ({
+    topic,
+    partitions: [...parts].map(([partition, offset]) => ({ partition, offset })),
+  }));
+}
+
+export function createKafkaSink(opts: KafkaSinkOptions): KafkaSink {
+  const maxBytes = opts.maxRequestBytes ?? 900_000;
+  const exactlyOnce = opts.delivery === "exactly-once";
+  const producer: Producer = opts.kafka.producer(
+    exactlyOnce
+      ? {
+          transactionalId: opts.transactionalId,
+          transactionTimeout: opts.transactionTimeoutMs,
+          idempotent: true,
+          maxInFlightRequests: 1,
+        }
+      : { idempotent: true, maxInFlightRequests: 1 },
+  );
+  return {
+    async connect() {
+      // For a transactional producer this also initialises the transactional id, which fences (and
+      // aborts the open transaction of) an earlier incarnation of this instance.
+      await producer.connect();
+    },
+    async deliver(window, consumer) {
+      const chunks = chunkMessages(window.messages, maxBytes);
+      if (!exactlyOnce) {
+        for (const topicMessages of chunks) await producer.sendBatch({ topicMessages, acks: -1 });
+        await consumer.commitOffsets(
+          offsetsForKafka(window.offsets).flatMap(({ topic, partitions }) =>
+            partitions.map((p) => ({ topic, ...p })),
+          ),
+        );
+        return;
+      }
+      const txn = await producer.transaction();
+      try {
+        for (const topicMessages of chunks) await txn.sendBatch({ topicMessages, acks: -1 });
+        await txn.sendOffsets({ consumerGroupId: opts.groupId, topics: offsetsForKafka(window.offsets) });
+        await txn.commit();
+      } catch (err) {
+        opts.logger.warn({ err }, "window delivery failed; aborting its transaction");
+        await txn.abort().catch((abortErr: unknown) => opts.logger.warn({ err: abortErr }, "abort failed"));
+        throw err;
+      }
+    },
+    async close() {
+      await producer.disconnect();
+    },
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * What a decided window becomes on Kafka (pure: no I/O). Accepted and rejected records keep their key
+ * and value bytes unchanged and gain `clipsieve-*` headers; bad records go to the dead-letter topic with
+ * the error; every input record also gets one compact JSON record on the scores topic.
+ */
+import type { DecodedRecord, SourceRef } from "../decode/types.ts";
+
+export type Decision = "accepted" | "rejected" | "dead_letter";
+
+/** The outcome of one record, as the policy (or a stage's failure mark) decided it. */
+export interface RecordOutcome {
+  record: DecodedRecord;
+  decision: Decision;
+  /** Closed set: "passed", "below_threshold", ..., or the error code for dead letters. */
+  reason: string;
+  /** The score whose rule decided a rejection, when there is one. */
+  rule?: string;
+  scores?: Record<string, number>;
+  thresholds?: Record<string, number>;
+}
+
+export interface OutputTopics {
+  accepted: string;
+  rejected: string;
+  deadLetter: string;
+  scores: string;
+  windows: string;
+}
+
+export interface OutMessage {
+  key: Buffer | string | null;
+  value: Buffer | string | null;
+  headers: Record<string, Buffer | string>;
+}
+
+export interface WindowContext {
+  windowId: string;
+  seed: number;
+  policyVersion: string;
+}
+
+export const HEADER = {
+  decision: "clipsieve-decision",
+  reason: "clipsieve-reason",
+  rule: "clipsieve-rule",
+  scores: "clipsieve-scores",
+  thresholds: "clipsieve-thresholds",
+  policyVersion: "clipsieve-policy-version",
+  windowId: "clipsieve-window-id",
+  source: "clipsieve-source",
+  errorCode: "clipsieve-error-code",
+  errorStage: "clipsieve-error-stage",
+  errorMessage: "clipsieve-error-message",
+} as const;
+
+/** The record of the scores topic (JSON). */
+export interface ScoreRecord {
+  source: SourceRef;
+  uid: string | null;
+  scores: Record<string, number>;
+  thresholds: Record<string, number>;
+  decision: Decision;
+  reason: string;
+  rule: string | null;
+  window_id: string;
+  seed: number;
+  policy_version: string;
+  error?: { code: string; stage: string; message: string };
+}
+
+function sourceHeader(s: SourceRef): string {
+  return `${s.topic}/${s.partition}/${s.offset}`;
+}
+
+function originalHeaders(r: DecodedRecord): Record<string, Buffer | string> {
+  const out: Record<string, Buffer | string> = {};
+  for (const [k, v] of Object.entries(r.headers))
+    if (v !== undefined && !k.startsWith("clipsieve-")) out[k] = v;
+  return out;
+}
+
+/** Build every output message of a window, grouped by topic, in record order. */
+export function buildWindowOutputs(
+  outcomes: RecordOutcome[],
+  topics: OutputTopics,
+  ctx: WindowContext,
+  manifest?: unknown,
+): Map<string, OutMessage[]> {
+  const byTopic = new Map<string, OutMessage[]>([
+    [topics.accepted, []],
+    [topics.rejected, []],
+    [topics.deadLetter, []],
+    [topics.scores, []],
+  ]);
+  for (const o of outcomes) {
+    const r = o.record;
+    const scores = o.scores ?? {};
+    const thresholds = o.thresholds ?? {};
+    const scoreRecord: ScoreRecord = {
+      source: r.source,
+      uid: r.uid ?? null,
+      scores,
+      thresholds,
+      decision: o.decision,
+      reason: o.reason,
+      rule: o.rule ?? null,
+      window_id: ctx.windowId,
+      seed: ctx.seed,
+      policy_version: ctx.policyVersion,
+    };
+    if (o.decision === "dead_letter") {
+      const f = r.failure;
+      scoreRecord.error = {
+        code: f?.code ?? o.reason,
+        stage: f?.stage ?? "decode",
+        message: f?.message ?? "",
+      };
+      byTopic.get(topics.deadLetter)?.push({
+        key: r.key,
+        value: r.value,
+        headers: {
+          ...originalHeaders(r),
+          [HEADER.errorCode]: scoreRecord.error.code,
+          [HEADER.errorStage]: scoreRecord.error.stage,
+          [HEADER.errorMessage]: scoreRecord.error.message,
+          [HEADER.source]: sourceHeader(r.source),
+          [HEADER.windowId]: ctx.windowId,
+        },
+      });
+    } else {
+      const headers: Record<string, Buffer | string> = {
+        ...originalHeaders(r),
+        [HEADER.decision]: o.decision,
+        [HEADER.reason]: o.reason,
+        [HEADER.scores]: JSON.stringify(scores),
+        [HEADER.thresholds]: JSON.stringify(thresholds),
+        [HEADER.policyVersion]: ctx.policyVersion,
+        [HEADER.windowId]: ctx.windowId,
+        [HEADER.source]: sourceHeader(r.source),
+      };
+      if (o.rule) headers[HEADER.rule] = o.rule;
+      byTopic
+        .get(o.decision === "accepted" ? topics.accepted : topics.rejected)
+        ?.push({ key: r.key, value: r.value, headers });
+    }
+    byTopic
+      .get(topics.scores)
+      ?.push({ key: r.uid ?? sourceHeader(r.source), value: JSON.stringify(scoreRecord), headers: {} });
+  }
+  if (manifest !== undefined) {
+    byTopic.set(topics.windows, [{ key: ctx.windowId, value: JSON.stringify(manifest), headers: {} }]);
+  }
+  return byTopic;
+}
+
+/** The consumer offsets to commit after a window: for each input partition, the last offset + 1. */
+export function nextOffsets(records: readonly { source: SourceRef }[]): Map<string, Map<number, string>> {
+  const out = new Map<string, Map<number, string>>();
+  for (const { source } of records) {
+    let parts = out.get(source.topic);
+    if (!parts) out.set(source.topic, (parts = new Map()));
+    const next = BigInt(source.offset) + 1n;
+    const prev = parts.get(source.partition);
+    if (prev === undefined || BigInt(prev) < next) parts.set(source.partition, next.toString());
+  }
+  return out;
+}

@@ -1,0 +1,207 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { buildProgram } from "../../src/cli/main.ts";
+import { isClipsieveError } from "../../src/common/errors.ts";
+import { readNpz, writeNpy, writeNpz } from "../../src/io/index.ts";
+import { createScoringEngine, type ScoringEngine } from "../../src/score/engine.ts";
+import { loadTarget, makeTargetSet, readTargetSet, writeTargetSet } from "../../src/score/target-set.ts";
+
+const golden = new URL("../../../shared/golden/", import.meta.url);
+const case3 = JSON.parse(readFileSync(new URL("case3.json", golden), "utf8"));
+const M: number = case3.inputs.target.length;
+const D: number = case3.d;
+const targetRows = (): Float32Array => Float32Array.from(case3.inputs.target.flat());
+
+let dir: string;
+let engine: ScoringEngine;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "clipsieve-target-"));
+  engine = await createScoringEngine({ device: "cpu" });
+});
+after(async () => {
+  await engine.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** T^T T in float64, straight from the definition. */
+function gramReference(t: Float32Array, rows: number, dim: number): Float64Array {
+  const g = new Float64Array(dim * dim);
+  for (let m = 0; m < rows; m++) {
+    const row = t.subarray(m * dim, (m + 1) * dim);
+    for (let a = 0; a < dim; a++) {
+      const ra = row[a];
+      for (let b = 0; b < dim; b++) g[a * dim + b] += ra * row[b];
+    }
+  }
+  return g;
+}
+
+function hashAsDocumented(model: string, dim: number, rows: number, embeddings: Float32Array): string {
+  return createHash("sha256")
+    .update(Buffer.from(`clipsieve-target-set\u0000${model}\u0000${dim}\u0000${rows}\u0000`, "utf8"))
+    .update(Buffer.from(embeddings.buffer, embeddings.byteOffset, embeddings.byteLength))
+    .digest("hex");
+}
+
+test("write then read round-trips rows, gram and manifest; hash as documented", async () => {
+  const path = join(dir, "case3.target.npz");
+  const rows = targetRows();
+  const target = await makeTargetSet(engine, "apple/DFN2B-CLIP-ViT-B-16", rows, M, D);
+  const createdAt = new Date("2025-01-02T03:04:05.000Z");
+  const manifest = await writeTargetSet(path, target, { sources: ["/data/in1k/part-0.npy"], createdAt });
+  const loaded = await readTargetSet(path);
+
+  assert.equal(loaded.model, "apple/DFN2B-CLIP-ViT-B-16");
+  assert.equal(loaded.rows, M);
+  assert.equal(loaded.dim, D);
+  assert.deepEqual(loaded.embeddings, rows);
+  const want = gramReference(rows, M, D);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(loaded.gram[i] - want[i]));
+  assert.ok(worst < 1e-4, `gram off by ${worst}`);
+  assert.equal(loaded.contentHash, hashAsDocumented("apple/DFN2B-CLIP-ViT-B-16", D, M, rows));
+  assert.deepEqual(loaded.manifest, manifest);
+  assert.equal(manifest.createdAt, "2025-01-02T03:04:05.000Z");
+  assert.equal(manifest.version, 1);
+  assert.deepEqual(manifest.sources, ["part-0.npy"]);
+});
+
+test("a flipped byte in the stored file is refused", async () => {
+  const path = join(dir, "corrupt.target.npz");
+  const rows = targetRows();
+  await writeTargetSet(path, await makeTargetSet(engine, "m", rows, M, D));
+  const bytes = await readFile(path);
+  // Find row 7's bytes in the (stored) zip and change one mantissa bit of its first value.
+  const needle = Buffer.from(rows.buffer, 7 * D * 4, D * 4);
+  const at = bytes.indexOf(needle);
+  assert.ok(at > 0, "embeddings are stored uncompressed");
+  bytes[at] ^= 0x01;
+  await writeFile(path, bytes);
+  await assert.rejects(readTargetSet(path), (e) => {
+    assert.ok(isClipsieveError(e), String(e));
+    // a zip reader that checks CRCs may catch it first; either way the file is refused with a clear message
+    assert.match(e.message, /corrupt\.target\.npz/);
+    return true;
+  });
+});
+
+test("rows or gram edited behind the manifest's back fail their hashes", async () => {
+  const path = join(dir, "edited.target.npz");
+  await writeTargetSet(path, await makeTargetSet(engine, "m", targetRows(), M, D));
+  const members = await readNpz(path, ["embeddings", "gram", "manifest"]);
+  const edited = join(dir, "edited-rows.target.npz");
+  const rows = Float32Array.from(members.embeddings.data as Float32Array);
+  rows[3 * D + 5] = -rows[3 * D + 5];
+  await writeNpz(edited, { ...members, embeddings: { ...members.embeddings, data: rows } });
+  await assert.rejects(
+    readTargetSet(edited),
+    (e) =>
+      isClipsieveError(e, "TARGET_SET_INVALID") &&
+      /edited-rows\.target\.npz: content hash mismatch/.test(e.message),
+  );
+  const gram = Float32Array.from(members.gram.data as Float32Array);
+  gram[7] += 1e-3;
+  await writeNpz(edited, { ...members, gram: { ...members.gram, data: gram } });
+  await assert.rejects(
+    readTargetSet(edited),
+    (e) => isClipsieveError(e, "TARGET_SET_INVALID") && /gram .* hash mismatch/.test(e.message),
+  );
+});
+
+test("a newer format version and a missing manifest are refused", async () => {
+  const path = join(dir, "v99.target.npz");
+  const manifest = new TextEncoder().encode(
+    JSON.stringify({ format: "clipsieve.target-set", version: 99, model: "m", dim: 2, rows: 1 }),
+  );
+  await writeNpz(path, {
+    embeddings: { dtype: "<f4", shape: [1, 2], data: new Float32Array([1, 0]) },
+    gram: { dtype: "<f4", shape: [2, 2], data: new Float32Array([1, 0, 0, 0]) },
+    manifest: { dtype: "|u1", shape: [manifest.length], data: manifest },
+  });
+  await assert.rejects(
+    readTargetSet(path),
+    (e) => isClipsieveError(e, "TARGET_SET_INVALID") && /version 99/.test(e.message),
+  );
+  const plain = join(dir, "plain.npz");
+  await writeNpz(plain, { l14_img: { dtype: "<f4", shape: [1, 2], data: new Float32Array([1, 0]) } });
+  await assert.rejects(
+    readTargetSet(plain),
+    (e) =>
+      isClipsieveError(e, "TARGET_SET_INVALID") && /plain\.npz: not a target-set artifact/.test(e.message),
+  );
+});
+
+test("loadTarget takes a bare .npy: normalises rows, model unknown, gram computed", async () => {
+  const path = join(dir, "bare.npy");
+  // rows (3,4) and (0,2): normalised to (0.6,0.8) and (0,1); T^T T = [[0.36,0.48],[0.48,1.64]]
+  await writeFile(path, writeNpy({ dtype: "<f4", shape: [2, 2], data: new Float32Array([3, 4, 0, 2]) }));
+  const t = await loadTarget(path, { engine });
+  assert.equal(t.model, "unknown");
+  assert.equal(t.manifest, undefined);
+  const close = (got: ArrayLike<number>, want: number[]) => {
+    for (const [i, w] of want.entries()) assert.ok(Math.abs(got[i] - w) < 1e-6, `${got[i]} vs ${w}`);
+  };
+  close(t.embeddings, [0.6, 0.8, 0, 1]);
+  close(t.gram, [0.36, 0.48, 0.48, 1.64]);
+});
+
+test("`target build` stacks files in order, normalises, and names a bad file and row", async () => {
+  const a = join(dir, "a.npy");
+  const b = join(dir, "b.npz");
+  await writeFile(a, writeNpy({ dtype: "<f4", shape: [1, 2], data: new Float32Array([0, 5]) }));
+  await writeNpz(b, { l14_img: { dtype: "<f4", shape: [2, 2], data: new Float32Array([3, 4, -2, 0]) } });
+  const out = join(dir, "built.target.npz");
+  const printed: string[] = [];
+  const log = console.log;
+  console.log = (...p: unknown[]) => printed.push(p.join(" "));
+  try {
+    await buildProgram().parseAsync([
+      "node",
+      "clipsieve",
+      "target",
+      "build",
+      "--embeddings",
+      a,
+      b,
+      "--key",
+      "l14_img",
+      "--model",
+      "openai/clip-vit-large-patch14",
+      "--out",
+      out,
+    ]);
+  } finally {
+    console.log = log;
+  }
+  const t = await readTargetSet(out);
+  assert.deepEqual(Array.from(t.embeddings), [0, 1, 0.6000000238418579, 0.800000011920929, -1, 0]);
+  assert.match(printed.join("\n"), /M=3 D=2/);
+  assert.match(printed.join("\n"), new RegExp(t.contentHash));
+
+  const bad = join(dir, "bad.npy");
+  await writeFile(
+    bad,
+    writeNpy({ dtype: "<f4", shape: [3, 2], data: new Float32Array([1, 0, 0, 1, Infinity, 0]) }),
+  );
+  await assert.rejects(
+    buildProgram().parseAsync([
+      "node",
+      "clipsieve",
+      "target",
+      "build",
+      "--embeddings",
+      a,
+      bad,
+      "--model",
+      "x",
+      "--out",
+      out,
+    ]),
+    (e) => isClipsieveError(e, "EMBEDDING_NOT_FINITE") && /bad\.npy[\s\S]*row 2\b/.test(e.message),
+  );
+});
