@@ -5,10 +5,21 @@
 import { Command, CommanderError } from "commander";
 import { isClipsieveError } from "../common/errors.ts";
 import { registerBenchCommand } from "./commands/bench.ts";
+import { registerEmbedBenchCommand } from "./commands/embed-bench.ts";
+import { registerBenchE2eCommand } from "./commands/bench-e2e.ts";
+import { registerDemoCommand } from "./commands/demo.ts";
+import { registerCalibrateCommand } from "./commands/calibrate.ts";
+import { registerDiffCommand } from "./commands/diff.ts";
+import { registerDumpCommand } from "./commands/dump.ts";
+import { registerFidelityCommand } from "./commands/fidelity.ts";
+import { registerExportCommand } from "./commands/export.ts";
 import { registerKafkaCommand } from "./commands/kafka.ts";
+import { registerLoadCommand } from "./commands/load.ts";
+import { registerReplayCommand } from "./commands/replay.ts";
 import { registerRunCommand } from "./commands/run.ts";
 import { registerScoreCommand } from "./commands/score.ts";
 import { registerSelectCommand } from "./commands/select.ts";
+import { registerSimulateCommand } from "./commands/simulate.ts";
 import { registerTargetCommand } from "./commands/target.ts";
 
 export function buildProgram(): Command {
@@ -21,10 +32,21 @@ export function buildProgram(): Command {
     .exitOverride();
   registerKafkaCommand(program);
   registerBenchCommand(program);
+  registerEmbedBenchCommand(program);
   registerRunCommand(program);
+  registerReplayCommand(program);
   registerScoreCommand(program);
   registerSelectCommand(program);
   registerTargetCommand(program);
+  registerSimulateCommand(program);
+  registerDemoCommand(program);
+  registerFidelityCommand(program);
+  registerBenchE2eCommand(program);
+  registerDiffCommand(program);
+  registerDumpCommand(program);
+  registerCalibrateCommand(program);
+  registerExportCommand(program);
+  registerLoadCommand(program);
   return program;
 }
 

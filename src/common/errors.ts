@@ -80,6 +80,62 @@ export const ERROR_CODES = {
     retryable: false,
     summary: "The schema registry refused a request (authorisation, or a request it calls invalid).",
   },
+  // embed stage (a bad image or caption marks the record; a model that cannot load or run is thrown)
+  EMBED_MODEL_INVALID: {
+    retryable: false,
+    summary:
+      "The --model-dir folder lacks a file the embed stage needs, or a file's content or the encoders' inputs and outputs are not what it reads.",
+  },
+  EMBED_FAILED: { retryable: true, summary: "onnxruntime failed to run a CLIP encoder on a batch." },
+  IMAGE_MISSING: {
+    retryable: false,
+    summary: "The record has no image embedding, no image bytes and no image URL: nothing to embed.",
+  },
+  TEXT_MISSING: {
+    retryable: false,
+    summary: "The record has no text embedding and no caption: nothing to embed.",
+  },
+  IMAGE_FETCH_TIMEOUT: {
+    retryable: true,
+    summary: "The image URL did not connect, answer or finish in time (after the retries).",
+  },
+  IMAGE_FETCH_FAILED: {
+    retryable: true,
+    summary:
+      "The image URL could not be fetched: an HTTP error status (named in the message), a refused or reset connection, a bad URL or a blocked address.",
+  },
+  IMAGE_TOO_LARGE: {
+    retryable: false,
+    summary: "The image is larger than maxImageBytes, or has more pixels than maxImagePixels.",
+  },
+  IMAGE_CONTENT_TYPE: {
+    retryable: false,
+    summary: "The image URL answered with a Content-Type that is not an image (text/html, say).",
+  },
+  IMAGE_OPTED_OUT: {
+    retryable: false,
+    summary: "The image URL answered with an X-Robots-Tag opt-out (noai, noimageai): the image is not used.",
+  },
+  IMAGE_CORRUPT: {
+    retryable: false,
+    summary: "The image bytes are not a JPEG, PNG, WebP, GIF or AVIF image that decodes.",
+  },
+  EMBEDDING_TEACHER_MISMATCH: {
+    retryable: false,
+    summary:
+      "A record's precomputed embedding disagrees with the embed stage's own encoding of the same image or caption.",
+  },
+  // data-lake commands (export, load, diff, dump, calibrate)
+  LAKE_RECORD_INVALID: {
+    retryable: false,
+    summary:
+      "A record read by export, diff, dump or calibrate is not the kind the command expects (a score record, an accepted record with clipsieve-scores).",
+  },
+  LAKE_COMMIT_FAILED: {
+    retryable: true,
+    summary:
+      "export wrote its files but could not commit the consumer offsets; running it again rewrites those records under the same file names.",
+  },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -15,7 +15,8 @@ export interface DecoderContext {
 export interface Decoder {
   /**
    * Never throws for a bad record: it comes back with `failure` set (stage "decode"). Throws only when
-   * the schema registry cannot be reached (a retryable ClipsieveError): then no record can be trusted.
+   * the schema registry fails it (ClipsieveError SCHEMA_REGISTRY_UNAVAILABLE, retryable, or
+   * SCHEMA_REGISTRY_REQUEST_FAILED): that is no fault of the record, so it must not be dead-lettered.
    */
   decode(raw: RawRecord): Promise<DecodedRecord>;
   /** The records in order, each decoded as by `decode`. */
@@ -50,7 +51,7 @@ export async function createDecoder(options: DecoderOptions, ctx: DecoderContext
       const { topic, partition, offset } = raw.source;
       logger.debug({ topic, partition, offset, code: err.code }, "record failed to decode");
       // Keep what was read (uid, text, url, model) for the dead-letter record, but no half-checked vector.
-      const { imageEmbedding: _image, textEmbedding: _text, ...kept } = content;
+      const { imageEmbedding: _image, textEmbedding: _text, imageBytes: _bytes, ...kept } = content;
       return {
         ...raw,
         ...kept,
@@ -88,7 +89,7 @@ function checkAndNormalise(c: RecordContent, opts: ResolvedDecoderOptions): void
     );
   }
   const { imageEmbedding: image, textEmbedding: text } = c;
-  if (!image || !text) {
+  if ((!image || !text) && !opts.embeddingsOptional) {
     const missing = [!image && "image_embedding", !text && "text_embedding"].filter(Boolean).join(" and ");
     throw new BadRecordError("RECORD_MISSING_FIELD", `${missing} ${!image && !text ? "are" : "is"} missing`);
   }
@@ -96,6 +97,7 @@ function checkAndNormalise(c: RecordContent, opts: ResolvedDecoderOptions): void
     ["image_embedding", image],
     ["text_embedding", text],
   ] as const) {
+    if (!vec) continue; // absent only with embeddingsOptional: the embed stage computes it
     if (vec.length === 0) throw new BadRecordError("EMBEDDING_DIMENSION_MISMATCH", `${field} is empty`);
     if (opts.expectedDim !== undefined && vec.length !== opts.expectedDim) {
       throw new BadRecordError(
@@ -104,14 +106,14 @@ function checkAndNormalise(c: RecordContent, opts: ResolvedDecoderOptions): void
       );
     }
   }
-  if (image.length !== text.length) {
+  if (image && text && image.length !== text.length) {
     throw new BadRecordError(
       "EMBEDDING_DIMENSION_MISMATCH",
       `image_embedding has ${image.length} values but text_embedding has ${text.length}`,
     );
   }
-  normaliseEmbedding(image, "image_embedding");
-  normaliseEmbedding(text, "text_embedding");
+  if (image) normaliseEmbedding(image, "image_embedding");
+  if (text) normaliseEmbedding(text, "text_embedding");
 }
 
 function locate(raw: RawRecord, uid: string | undefined): string {

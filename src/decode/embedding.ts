@@ -1,3 +1,4 @@
+import { checkRow } from "../score/normalise.ts";
 import { BadRecordError } from "./bad-record.ts";
 import { EMBEDDING_DTYPES, type EmbeddingDtype, floatsFromBytes } from "./float-bytes.ts";
 
@@ -29,7 +30,7 @@ export function embeddingFromValue(value: unknown, dtype: EmbeddingDtype, field:
 // not know, which would turn a corrupted string into a silently different vector.
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-function decodeBase64(s: string, field: string): Buffer {
+export function decodeBase64(s: string, field: string): Buffer {
   if (!BASE64.test(s)) {
     throw new BadRecordError(
       "RECORD_UNDECODABLE",
@@ -52,32 +53,16 @@ export function dtypeFromValue(value: unknown): EmbeddingDtype {
 }
 
 /**
- * Reject a vector that cannot be normalised, then L2-normalise it in place. The norm is summed in
- * float64 so that neither large float32 values (whose squares overflow float32) nor long vectors lose
- * precision; only the final quotients round to float32.
+ * Reject a vector that cannot be normalised, then L2-normalise it in place, with the scoring engine's
+ * own check (src/score/normalise.ts), so that the decoder and the offline commands make the same unit
+ * vectors from the same input.
  */
 export function normaliseEmbedding(vec: Float32Array, field: string): void {
-  let sumSq = 0;
-  for (let i = 0; i < vec.length; i++) {
-    const v = vec[i];
-    if (!Number.isFinite(v)) {
-      throw new BadRecordError("EMBEDDING_NOT_FINITE", `${field}[${i}] is ${v}${nonFiniteHint(v)}`);
-    }
-    sumSq += v * v;
-  }
-  if (sumSq === 0) {
-    throw new BadRecordError(
-      "EMBEDDING_ZERO",
-      `${field} is the zero vector (all ${vec.length} values are 0)`,
-    );
-  }
-  const norm = Math.sqrt(sumSq);
-  for (let i = 0; i < vec.length; i++) vec[i] = vec[i] / norm;
-}
-
-// A JSON number such as 1e39 is finite but does not fit a float32, so it arrives here as Infinity.
-function nonFiniteHint(v: number): string {
-  return Number.isNaN(v) ? "" : " (or a number too large for float32)";
+  const problem = checkRow(vec, 0, vec.length);
+  if (!problem) return;
+  // A JSON number such as 1e39 is finite but does not fit a float32, so it arrives as Infinity.
+  const hint = problem.message.includes("Infinity") ? " (or a number too large for float32)" : "";
+  throw new BadRecordError(problem.code, `${field}: ${problem.message}${hint}`);
 }
 
 /** A short description of a wrong value, for messages: its JSON type and, when small, the value. */

@@ -17,6 +17,8 @@ export interface ClipRecordFields {
   model?: string | null;
   imageEmbedding?: ArrayLike<number> | null;
   textEmbedding?: ArrayLike<number> | null;
+  /** The image file itself (JSON: base64 `image_bytes`; Avro: bytes). */
+  imageBytes?: Uint8Array | null;
 }
 
 export type JsonEncodeOptions =
@@ -29,6 +31,7 @@ export function encodeJsonRecord(rec: ClipRecordFields, opts: JsonEncodeOptions)
   if (rec.text != null) out.text = rec.text;
   if (rec.url != null) out.url = rec.url;
   if (rec.model != null) out.model = rec.model;
+  if (rec.imageBytes != null) out.image_bytes = Buffer.from(rec.imageBytes).toString("base64");
   if (opts.embeddingEncoding === "base64") {
     const dtype = opts.embeddingDtype ?? "FLOAT32";
     out.embedding_dtype = dtype;
@@ -108,6 +111,7 @@ export async function createAvroEncoder(options: AvroEncoderOptions): Promise<Av
         embedding_dtype: dtype,
         image_embedding: rec.imageEmbedding == null ? null : floatsToBytes(rec.imageEmbedding, dtype),
         text_embedding: rec.textEmbedding == null ? null : floatsToBytes(rec.textEmbedding, dtype),
+        image_bytes: rec.imageBytes == null ? null : Buffer.from(rec.imageBytes),
       };
       try {
         return await serializer.serialize(options.topic, msg);

@@ -1,5 +1,5 @@
 import { BadRecordError } from "./bad-record.ts";
-import { describe, dtypeFromValue, embeddingFromValue } from "./embedding.ts";
+import { decodeBase64, describe, dtypeFromValue, embeddingFromValue } from "./embedding.ts";
 
 /** What a record's value holds, read but not yet checked against the decoder's expectations. */
 export interface RecordContent {
@@ -10,6 +10,8 @@ export interface RecordContent {
   /** As written (not normalised); absent when the record has none. */
   imageEmbedding?: Float32Array;
   textEmbedding?: Float32Array;
+  /** The image file itself (JSON: base64; Avro: bytes), for the embed stage. */
+  imageBytes?: Buffer;
 }
 
 /**
@@ -47,6 +49,12 @@ export function readRecordFields(
   ] as const) {
     const value = obj[field];
     if (value !== undefined && value !== null) into[key] = embeddingFromValue(value, dtype, field);
+  }
+  const image = obj["image_bytes"];
+  if (image instanceof Uint8Array) into.imageBytes = Buffer.from(image);
+  else if (typeof image === "string") into.imageBytes = decodeBase64(image, "image_bytes");
+  else if (image !== undefined && image !== null) {
+    throw new BadRecordError("RECORD_UNDECODABLE", `image_bytes is ${describe(image)}, not base64 or bytes`);
   }
   return into as RecordContent;
 }

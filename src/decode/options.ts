@@ -16,6 +16,11 @@ export interface DecoderOptions {
   expectedDim?: number;
   /** Teacher model the records must name; a record naming another one is dead-lettered. */
   expectedModel?: string;
+  /**
+   * Accept records without `image_embedding` and/or `text_embedding` (they stay undefined): the embed
+   * stage computes them from `image_bytes` / `url` and `text`. Off: such a record is RECORD_MISSING_FIELD.
+   */
+  embeddingsOptional?: boolean;
   /** Give up on one registry request after this long (it then counts as a failed try). */
   schemaRegistryTimeoutMs?: number;
   /** Retries of a registry request that got no answer or a 408/429/5xx, before decode throws. */

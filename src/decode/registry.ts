@@ -45,7 +45,7 @@ export function registryStatus(err: unknown): number | "no-answer" | undefined {
 export function registryFailure(err: unknown, url: string, what: string): ClipsieveError {
   const status = registryStatus(err);
   const detail = err instanceof Error ? err.message : String(err);
-  if (status === undefined) {
+  if (status === "no-answer" || status === undefined || RETRIED_STATUSES.has(status)) {
     const how = status === "no-answer" || status === undefined ? "no answer" : `HTTP ${status}`;
     return new ClipsieveError(
       "SCHEMA_REGISTRY_UNAVAILABLE",

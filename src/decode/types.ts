@@ -40,5 +40,7 @@ export interface DecodedRecord extends RawRecord {
   imageEmbedding?: Float32Array;
   /** L2-normalised text embedding (length D). */
   textEmbedding?: Float32Array;
+  /** The image itself (JPEG, PNG, WebP, GIF or AVIF bytes), when the record carries it: the embed stage encodes it. */
+  imageBytes?: Buffer;
   failure?: RecordFailure;
 }

@@ -102,6 +102,40 @@ export const runConfigSchema = z
       .max(65535)
       .optional()
       .describe("Prometheus /metrics and /healthz port"),
+    // embed stage (docs/embed.md): only with modelDir
+    modelDir: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("CLIP model folder: compute the embeddings records lack from their image and caption"),
+    embedBatchSize: positiveInt.optional().describe("Images (captions) per encoder run (default 32 / 64)"),
+    fetchConnectTimeoutMs: positiveInt.optional().describe("Image URL connect timeout (default 5000)"),
+    fetchTimeoutMs: positiveInt
+      .optional()
+      .describe("Image URL timeout per try, body included (default 15000)"),
+    fetchDeadlineMs: positiveInt
+      .optional()
+      .describe("Give up on a record's image this long after its window asked (default 60000)"),
+    fetchRetries: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe("Retries of a failed image fetch (default 2)"),
+    fetchConcurrencyPerHost: positiveInt.optional().describe("Image fetches in flight per host (default 4)"),
+    maxImageBytes: positiveInt.optional().describe("Largest image accepted, bytes (default 16777216)"),
+    fetchAllowPrivateAddresses: z
+      .union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")])
+      .optional()
+      .describe("Fetch images from private and loopback addresses (default false)"),
+    teacherCheckRate: z.coerce
+      .number()
+      .min(0)
+      .max(1)
+      .optional()
+      .describe(
+        "Fraction of records with embeddings whose caption is re-encoded to check the teacher (default 0.01)",
+      ),
   })
   .strict();
 

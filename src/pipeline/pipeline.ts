@@ -12,11 +12,12 @@
  * fetched but not delivered: explicit backpressure that bounds memory at any input rate.
  */
 import { Kafka, logLevel } from "kafkajs";
-import { bufferTime, concatMap, filter, from, lastValueFrom, Subject } from "rxjs";
+import { bufferTime, concatMap, filter, from, lastValueFrom, map, Observable, type OperatorFunction, Subject } from "rxjs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { createPipelineMetrics, type PipelineMetrics, serveMetrics } from "../common/metrics.ts";
 import { createDecoder } from "../decode/decoder.ts";
+import { checkEmbedTeacher, createEmbedStage, type EmbedStage, embedOptionsFromRun } from "../embed/index.ts";
 import type { DecodedRecord } from "../decode/types.ts";
 import {
   createPolicy,
@@ -32,7 +33,9 @@ import { createKafkaSink } from "../sink/kafka-sink.ts";
 import { buildWindowOutputs, nextOffsets, type OutputTopics, type RecordOutcome } from "../sink/outputs.ts";
 import { createKafkaSource } from "../source/kafka-source.ts";
 import { NegativeBank } from "../window/bank.ts";
-import { planWindow, type WindowPlan } from "../window/window.ts";
+import { ReproduceWindower } from "../window/reproduce.ts";
+import { planWindow, type RecordedWindow, type WindowManifest, type WindowPlan } from "../window/window.ts";
+import type { RangeTracker } from "./bounds.ts";
 import type { RunConfig } from "./config.ts";
 import { readPolicyFile, readPolicyState, stateKey, stateMessage } from "./policy-state.ts";
 
@@ -45,16 +48,39 @@ export interface Pipeline {
   metrics: PipelineMetrics;
 }
 
+/** Observers of a running pipeline (the demo's progress line, benchmarks, tests). */
+export interface PipelineHooks {
+  /** Called after a window's transaction committed, with every record's outcome. */
+  onWindowDelivered?(window: { id: string; seed: number; outcomes: readonly RecordOutcome[]; deliveredAt: number }): void;
+}
+
+/** A bounded run (`replay`): the input range and, optionally, the windows to re-form. */
+export interface PipelineRunOptions {
+  hooks?: PipelineHooks;
+  /** Stop by itself once this range is delivered (`done` then resolves). */
+  range?: RangeTracker;
+  /** Re-form these recorded windows instead of cutting new ones (`replay --reproduce`). */
+  reproduce?: readonly WindowManifest[];
+}
+
 interface Tagged {
   record: DecodedRecord;
   generation: number;
+}
+
+/** A cut window: its records, and (when re-formed) the recorded id, seed and bank rows. */
+interface CutWindow {
+  batch: Tagged[];
+  recorded?: RecordedWindow;
 }
 
 export async function buildPipeline(
   config: RunConfig,
   logger: Logger,
   metrics = createPipelineMetrics(),
+  options: PipelineRunOptions = {},
 ): Promise<Pipeline> {
+  const { hooks = {}, range } = options;
   const kafka = new Kafka({
     clientId: `clipsieve-${config.instanceId}`,
     brokers: config.brokers,
@@ -69,14 +95,20 @@ export async function buildPipeline(
   });
 
   const target: TargetSet | undefined = config.target ? await loadTarget(config.target) : undefined;
-  const dim = config.dim ?? target?.dim ?? 768;
+  // With --model-dir the embed stage computes the embeddings records lack; its teacher sets the default D.
+  const embedStage: EmbedStage | undefined = config.modelDir
+    ? await createEmbedStage(embedOptionsFromRun({ ...config, modelDir: config.modelDir }), { logger })
+    : undefined;
+  const dim = config.dim ?? target?.dim ?? embedStage?.dim ?? 768;
   if (target && target.dim !== dim) {
     throw new ClipsieveError(
       "TARGET_MISMATCH",
       `Target set ${config.target} has D=${target.dim}, but --dim is ${dim}.`,
     );
   }
-  const model = config.model ?? (target && target.model !== "unknown" ? target.model : undefined);
+  const model =
+    config.model ?? (target && target.model !== "unknown" ? target.model : undefined) ?? embedStage?.model;
+  if (embedStage) checkEmbedTeacher(embedStage, { dim, model, modelDir: config.modelDir as string });
   const policySpec = parsePolicyFlags({
     keep: config.keep,
     // biome-ignore lint/suspicious/noThenProperty: the value of the --then flag, as the policy's parser names it
@@ -106,6 +138,7 @@ export async function buildPipeline(
       schemaRegistryUrl: config.schemaRegistry,
       expectedDim: dim,
       expectedModel: model,
+      embeddingsOptional: embedStage !== undefined,
     },
     { logger },
   );
@@ -156,7 +189,15 @@ export async function buildPipeline(
     onRebalance: (gen) => {
       currentGeneration = gen;
     },
-    onRecords: async (raws, generation, heartbeat) => {
+    onCrash: (err) => void fail(err),
+    onFetched: (partition, lastOffset) => {
+      range?.fetched(partition, lastOffset);
+      checkFinished();
+    },
+    onRecords: async (allRaws, generation, heartbeat) => {
+      const raws = range ? allRaws.filter((r) => range.inRange(r.source.partition, r.source.offset)) : allRaws;
+      if (raws.length === 0) return;
+      range?.taken(raws[0].source.partition, raws.length);
       const decoded = await decoder.decodeBatch(raws);
       undelivered += decoded.length;
       for (const record of decoded) records$.next({ record, generation });
@@ -171,11 +212,21 @@ export async function buildPipeline(
   });
 
   // ---- one window ----
-  const processWindow = async (batch: Tagged[]): Promise<void> => {
+  const embedWindow = async (w: CutWindow): Promise<CutWindow> => {
+    if (!embedStage) return w;
+    const tEmbed = performance.now();
+    await embedStage.embed(w.batch.map((t) => t.record));
+    metrics.windowSeconds.observe({ stage: "embed" }, (performance.now() - tEmbed) / 1000);
+    return w;
+  };
+
+  const processWindow = async ({ batch, recorded }: CutWindow): Promise<void> => {
     const started = performance.now();
     // Records fetched before the latest rebalance are re-read by whoever owns their partition now.
     const live = batch.filter((t) => t.generation === currentGeneration).map((t) => t.record);
     const dropped = batch.length - live.length;
+    if (dropped > 0) range?.dropped(batch.filter((t) => t.generation !== currentGeneration).map((t) => t.record.source));
+    let delivered = false;
     try {
       if (dropped > 0) {
         metrics.windows.inc({ outcome: "aborted_rebalance" });
@@ -188,7 +239,8 @@ export async function buildPipeline(
         baseSeed: config.seed,
         draws: config.draws,
         batchSize: config.batchSize,
-      });
+        tau: config.tau,
+      }, recorded);
       const tScore = performance.now();
       const scores = await scoreWindow(engine, plan, config.tau, target);
       metrics.windowSeconds.observe({ stage: "score" }, (performance.now() - tScore) / 1000);
@@ -236,20 +288,36 @@ export async function buildPipeline(
         );
       }
       recordWindowMetrics(metrics, outcomes, policy, plan);
+      delivered = true;
+      range?.deliveredRecords(live.map((r) => r.source));
+      hooks.onWindowDelivered?.({ id: plan.id, seed: plan.seed, outcomes, deliveredAt: Date.now() });
       metrics.windowSeconds.observe({ stage: "total" }, (performance.now() - started) / 1000);
       lastWindowAt = Date.now();
       logger.debug({ windowId: plan.id, records: live.length }, "window delivered");
     } finally {
+      // Not delivered (aborted by a rebalance): those records will be taken again.
+      if (!delivered && range && live.length > 0) range.dropped(live.map((r) => r.source));
       undelivered -= batch.length;
       releaseRoom();
+      checkFinished();
     }
   };
 
   const windows$ = records$.pipe(
-    bufferTime(config.lingerMs, null, config.windowSize),
-    filter((w) => w.length > 0),
+    options.reproduce ? reformWindows(options.reproduce, logger) : cutWindows(config.lingerMs, config.windowSize),
+    // A separate step, so that embedding the next window overlaps with scoring this one.
+    concatMap((w) => from(embedWindow(w))),
     concatMap((w) => from(processWindow(w))),
   );
+
+  // A bounded run ends by itself once its whole range is delivered.
+  let finishing = false;
+  const checkFinished = () => {
+    if (!range || finishing || closed || !range.isDone()) return;
+    finishing = true;
+    logger.info({ delivered: range.delivered }, "the range is delivered; stopping");
+    void close();
+  };
 
   let resolveDone!: () => void;
   let rejectDone!: (err: unknown) => void;
@@ -263,13 +331,25 @@ export async function buildPipeline(
   let server: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   let closed = false;
 
+  const fail = async (err: unknown) => {
+    if (!lastError) {
+      lastError = err;
+      logger.error({ err }, "the pipeline stopped on an error");
+    }
+    await close(0);
+  };
+
   const close = async (drainTimeoutMs = 30_000) => {
     if (closed) return done;
     closed = true;
     stopping = true;
     releaseRoom();
     // Stop intake first: no more fetches. Then flush the open window through the stream.
-    await source.consumer.pause([{ topic: config.input }]);
+    try {
+      source.consumer.pause([{ topic: config.input }]);
+    } catch {
+      // not running yet: nothing to pause
+    }
     records$.complete();
     const drained = await Promise.race([
       (processing ?? Promise.resolve()).then(
@@ -283,6 +363,7 @@ export async function buildPipeline(
     await source.stop().catch((err: unknown) => logger.warn({ err }, "consumer disconnect failed"));
     await sink.close().catch((err: unknown) => logger.warn({ err }, "producer disconnect failed"));
     await decoder.close();
+    await embedStage?.close();
     await engine.close();
     await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
     if (lastError) rejectDone(lastError);
@@ -302,21 +383,23 @@ export async function buildPipeline(
           return { ok: true, detail: `last window ${quietMs} ms ago` };
         });
       }
-      await sink.connect();
-      const restored: PolicyState | undefined =
-        (await readPolicyState(kafka, config, logger)) ??
-        (config.policyFile ? readPolicyFile(config.policyFile) : undefined);
-      policy = createPolicy(policySpec, { state: restored });
-      logger.info(
-        { policyVersion: policy.version, restored: restored !== undefined, thresholds: policy.thresholds() },
-        restored ? "policy starts from a saved state" : "policy starts cold",
-      );
-      processing = lastValueFrom(windows$, { defaultValue: undefined }).catch(async (err: unknown) => {
-        lastError = err;
-        logger.error({ err }, "the pipeline stopped on an error");
-        await close(0);
-      });
-      await source.start();
+      try {
+        await sink.connect();
+        const restored: PolicyState | undefined =
+          (await readPolicyState(kafka, config, logger)) ??
+          (config.policyFile ? readPolicyFile(config.policyFile) : undefined);
+        policy = createPolicy(policySpec, { state: restored });
+        logger.info(
+          { policyVersion: policy.version, restored: restored !== undefined, thresholds: policy.thresholds() },
+          restored ? "policy starts from a saved state" : "policy starts cold",
+        );
+        processing = lastValueFrom(windows$, { defaultValue: undefined }).catch((err: unknown) => fail(err));
+        await source.start();
+      } catch (err) {
+        // A filter that cannot start must exit (and look unhealthy meanwhile), not linger half-started.
+        await fail(err);
+        throw err;
+      }
       logger.info(
         { input: config.input, group: config.group, provider: engine.provider, dim },
         "filter running",
@@ -412,4 +495,58 @@ async function deliverWithRetry(deliver: () => Promise<void>, logger: Logger, at
       await new Promise((r) => setTimeout(r, 200 * 2 ** i));
     }
   }
+}
+
+/** Cut windows by size, or by linger time once a window has records (rxjs `bufferTime`). */
+function cutWindows(lingerMs: number, windowSize: number): OperatorFunction<Tagged, CutWindow> {
+  return (records$) =>
+    records$.pipe(
+      bufferTime(lingerMs, null, windowSize),
+      filter((batch) => batch.length > 0),
+      map((batch) => ({ batch })),
+    );
+}
+
+/**
+ * Re-form recorded windows. Records no recorded window holds (the range went past the recorded run)
+ * are cut as ordinary windows when the stream ends.
+ */
+function reformWindows(manifests: readonly WindowManifest[], logger: Logger): OperatorFunction<Tagged, CutWindow> {
+  return (records$) =>
+    new Observable<CutWindow>((subscriber) => {
+      const windower = new ReproduceWindower(manifests);
+      const generations = new Map<DecodedRecord, number>();
+      const strays: Tagged[] = [];
+      return records$.subscribe({
+        next: (t) => {
+          if (!windower.holds(t.record.source)) {
+            strays.push(t);
+            // Once every recorded window is re-formed, strays flow on as ordinary windows.
+            if (windower.remaining === 0) subscriber.next({ batch: strays.splice(0) });
+            return;
+          }
+          generations.set(t.record, t.generation);
+          try {
+            for (const w of windower.add([t.record])) {
+              const batch = w.records.map((record) => ({ record, generation: generations.get(record) ?? 0 }));
+              for (const r of w.records) generations.delete(r);
+              subscriber.next({ batch, recorded: w.recorded });
+            }
+          } catch (err) {
+            subscriber.error(err);
+          }
+        },
+        error: (err) => subscriber.error(err),
+        complete: () => {
+          if (windower.remaining > 0) {
+            logger.warn({ windows: windower.remaining }, "recorded windows left incomplete: their records were not all read");
+          }
+          if (strays.length > 0) {
+            logger.warn({ records: strays.length }, "records outside the recorded windows were cut into new windows");
+            subscriber.next({ batch: strays.splice(0) });
+          }
+          subscriber.complete();
+        },
+      });
+    });
 }

@@ -3,9 +3,9 @@
  * written in the same transaction as the window it reflects: after a crash, the restored state matches
  * the committed offsets exactly, so a restarted filter neither starts cold nor counts a window twice.
  */
-import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Kafka } from "kafkajs";
+import { readTopicToEnd } from "../kafka/read-topic.ts";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import type { PolicyState } from "../policy/index.ts";
@@ -57,44 +57,21 @@ export async function readPolicyState(
   await ensureStateTopic(kafka, config.stateTopic);
   const states = new Map<string, PolicyState>();
   let latestKey: string | undefined;
-  const consumer = kafka.consumer({
-    groupId: `clipsieve-state-reader-${randomUUID()}`,
-    readUncommitted: false,
-  });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic: config.stateTopic, fromBeginning: true });
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        logger.warn({ topic: config.stateTopic }, "reading the policy state timed out; using what was read");
-        resolve();
-      }, timeoutMs);
-      // An empty fetch after joining means we reached the last stable offset: everything committed is read.
-      let joined = false;
-      consumer.on(consumer.events.GROUP_JOIN, () => {
-        joined = true;
-      });
-      consumer.on(consumer.events.FETCH, (e) => {
-        if (joined && e.payload.numberOfBatches === 0) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      void consumer.run({
-        eachMessage: async ({ message }) => {
-          const key = message.key?.toString();
-          if (!key?.startsWith(`${config.group}/`)) return;
-          if (message.value === null) states.delete(key);
-          else {
-            states.set(key, JSON.parse(message.value.toString()) as PolicyState);
-            latestKey = key;
-          }
-        },
-      });
-    });
-  } finally {
-    await consumer.disconnect();
-  }
+  const { complete } = await readTopicToEnd(
+    kafka,
+    config.stateTopic,
+    ({ message }) => {
+      const key = message.key?.toString();
+      if (!key?.startsWith(`${config.group}/`)) return;
+      if (message.value === null) states.delete(key);
+      else {
+        states.set(key, JSON.parse(message.value.toString()) as PolicyState);
+        latestKey = key;
+      }
+    },
+    { timeoutMs },
+  );
+  if (!complete) logger.warn({ topic: config.stateTopic }, "reading the policy state timed out; using what was read");
   const own = states.get(stateKey(config.group, config.instanceId));
   if (own) return own;
   return latestKey ? states.get(latestKey) : undefined;

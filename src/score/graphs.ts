@@ -245,6 +245,10 @@ export function matMulGraph(): Uint8Array {
   const product = g.op("MatMul", ["a", "b"]);
   g.alias(g.op("Slice", [product, g.int64s([0, 0]), g.int64s([1, 1])]), "corner");
   return encodeModel(
-    g.build("mat_mul", [valueInfo("a", ["m", "k"]), valueInfo("b", ["k", "n"])], [valueInfo("corner", [1, 1])]),
+    g.build(
+      "mat_mul",
+      [valueInfo("a", ["m", "k"]), valueInfo("b", ["k", "n"])],
+      [valueInfo("corner", [1, 1])],
+    ),
   );
 }

@@ -21,8 +21,15 @@ export interface KafkaSourceOptions {
   metrics?: PipelineMetrics;
   /** Receives each fetched batch; resolves when the pipeline has taken it (may wait for room). */
   onRecords(records: RawRecord[], generation: number, heartbeat: () => Promise<void>): Promise<void>;
+  /** The consumer stopped for good (kafkajs will not restart it). */
+  onCrash?(err: Error): void;
   /** Called after each group (re)join with the new generation. */
   onRebalance?(generation: number): void;
+  /**
+   * Called after each batch was taken, with its last offset: transaction markers included, and also
+   * for batches holding only markers or aborted records, which never reach `onRecords`.
+   */
+  onFetched?(partition: number, lastOffset: string): void;
   sessionTimeoutMs?: number;
 }
 
@@ -43,15 +50,25 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
     maxBytes: 32 * 1024 * 1024,
   });
   let generation = 0;
+  consumer.on(consumer.events.CRASH, (e) => {
+    if (!e.payload.restart) opts.onCrash?.(e.payload.error);
+  });
   consumer.on(consumer.events.GROUP_JOIN, (e) => {
     generation++;
+    // Lag of partitions this member no longer owns would linger as stale gauges.
+    opts.metrics?.consumerLag.reset();
     opts.logger.info(
       { generation, assignment: e.payload.memberAssignment, groupId: opts.groupId },
       "joined consumer group; undelivered records of earlier generations will be re-read",
     );
     opts.onRebalance?.(generation);
   });
+  // Batches handed to eachBatch but not taken (the consumer was stopping or the batch went stale in a
+  // rebalance): their END_BATCH_PROCESS must not count as progress.
+  const notTaken = new Set<string>();
   consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+    const key = `${e.payload.partition}:${e.payload.lastOffset}`;
+    if (!notTaken.delete(key)) opts.onFetched?.(e.payload.partition, e.payload.lastOffset);
     opts.metrics?.consumerLag.set(
       { partition: String(e.payload.partition) },
       Number(e.payload.offsetLagLow ?? e.payload.offsetLag),
@@ -59,7 +76,10 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
   });
 
   const eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
-    if (!isRunning() || isStale()) return;
+    if (!isRunning() || isStale()) {
+      notTaken.add(`${batch.partition}:${batch.lastOffset()}`);
+      return;
+    }
     const gen = generation;
     const records: RawRecord[] = batch.messages.map((m) => ({
       source: { topic: batch.topic, partition: batch.partition, offset: m.offset },

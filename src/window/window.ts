@@ -24,9 +24,16 @@ export interface WindowPlan {
 /** What the windows topic records about each window (JSON). */
 export interface WindowManifest {
   window_id: string;
+  /**
+   * When the window was planned (ms since the epoch). A bank row's window was delivered before any
+   * window that draws on it was planned, so manifests sorted by (planned_at, window_id) list every
+   * window after the windows its bank rows came from, whatever topic partition they were read from.
+   */
+  planned_at: number;
   seed: number;
   draws: number;
   batch_size: number;
+  tau: number;
   dim: number;
   /** Scored rows, in pool order. */
   members: SourceRun[];
@@ -48,15 +55,24 @@ export function windowSeed(baseSeed: number, id: string): number {
   return createHash("sha256").update(`${baseSeed}:${id}`).digest().readUInt32BE(0);
 }
 
+/** Rows given explicitly instead of the live bank, with the window's recorded id and seed (replay). */
+export interface RecordedWindow {
+  id: string;
+  seed: number;
+  bank: { image: Float32Array; text: Float32Array; refs: SourceRef[] };
+}
+
 export function planWindow(
   records: DecodedRecord[],
   bank: NegativeBank | undefined,
-  opts: { dim: number; baseSeed: number; draws: number; batchSize: number },
+  opts: { dim: number; baseSeed: number; draws: number; batchSize: number; tau: number },
+  recorded?: RecordedWindow,
 ): WindowPlan {
   const { dim } = opts;
   const scoredIndex: number[] = [];
   for (let i = 0; i < records.length; i++) if (!records[i].failure) scoredIndex.push(i);
-  const bankRows = scoredIndex.length > 0 && bank ? bank.size : 0;
+  const liveBankRows = recorded ? recorded.bank.refs.length : (bank?.size ?? 0);
+  const bankRows = scoredIndex.length > 0 ? liveBankRows : 0;
   const n = scoredIndex.length + bankRows;
   const image = new Float32Array(n * dim);
   const text = new Float32Array(n * dim);
@@ -65,10 +81,17 @@ export function planWindow(
     image.set(r.imageEmbedding as Float32Array, row * dim);
     text.set(r.textEmbedding as Float32Array, row * dim);
   });
-  const bankRefs = bankRows > 0 && bank ? bank.copyInto(image, text, scoredIndex.length) : [];
+  let bankRefs: SourceRef[] = [];
+  if (bankRows > 0 && recorded) {
+    image.set(recorded.bank.image, scoredIndex.length * dim);
+    text.set(recorded.bank.text, scoredIndex.length * dim);
+    bankRefs = recorded.bank.refs;
+  } else if (bankRows > 0 && bank) {
+    bankRefs = bank.copyInto(image, text, scoredIndex.length);
+  }
   const memberRefs = scoredIndex.map((i) => records[i].source);
-  const id = windowId(records.map((r) => r.source));
-  const seed = windowSeed(opts.baseSeed, id);
+  const id = recorded?.id ?? windowId(records.map((r) => r.source));
+  const seed = recorded?.seed ?? windowSeed(opts.baseSeed, id);
   const draws = n > 0 ? makeDraws(n, { seed, draws: opts.draws, batchSize: opts.batchSize }) : [];
   return {
     id,
@@ -79,9 +102,11 @@ export function planWindow(
     draws,
     manifest: {
       window_id: id,
+      planned_at: Date.now(),
       seed,
       draws: opts.draws,
       batch_size: opts.batchSize,
+      tau: opts.tau,
       dim,
       members: encodeRuns(memberRefs),
       bank: encodeRuns(bankRefs),

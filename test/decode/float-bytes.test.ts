@@ -10,7 +10,7 @@ import { floatsFromBytes, floatsToBytes } from "../../src/decode/float-bytes.ts"
 
 function u16le(...words: number[]): Buffer {
   const b = Buffer.alloc(words.length * 2);
-  words.forEach((w, i) => b.writeUInt16LE(w, i * 2));
+  for (const [i, w] of words.entries()) b.writeUInt16LE(w, i * 2);
   return b;
 }
 

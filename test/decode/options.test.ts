@@ -8,7 +8,10 @@ test("defaults fill in the registry timing options", () => {
   assert.equal(o.schemaRegistryTimeoutMs, DECODER_DEFAULTS.schemaRegistryTimeoutMs);
   assert.equal(o.expectedDim, 512);
   // undefined means "not given": it must not erase a default
-  assert.equal(resolveDecoderOptions({ format: "json", schemaRegistryMaxRetries: undefined }).schemaRegistryMaxRetries, 3);
+  assert.equal(
+    resolveDecoderOptions({ format: "json", schemaRegistryMaxRetries: undefined }).schemaRegistryMaxRetries,
+    3,
+  );
 });
 
 test("bad options are CONFIG_INVALID and the message names each option at fault", () => {

@@ -1,0 +1,34 @@
+import { Kafka, logLevel } from "kafkajs";
+import { createSimulation } from "../src/simulate/generator.ts";
+import { ensureTopic, produceSimulation } from "../src/simulate/producer.ts";
+import { writeSimulationTarget } from "../src/simulate/target.ts";
+import { createScoringEngine } from "../src/score/engine.ts";
+import { resolveRunConfig } from "../src/pipeline/config.ts";
+import { buildPipeline } from "../src/pipeline/pipeline.ts";
+import { createLogger } from "../src/common/logger.ts";
+import { readAll } from "../test/helpers/kafka.ts";
+process.env.KAFKA_BROKERS = "127.0.0.1:39092";
+const logger = createLogger("x", "warn");
+const brokers = ["127.0.0.1:39092"];
+const N = 8192, D = 32, W = 2048, B = 2048;
+const sim = createSimulation({ count: N, dim: D, seed: 0, order: "shuffled" });
+const engine = await createScoringEngine({ logger });
+await writeSimulationTarget(sim, "/tmp/h6/t.npz", engine);
+const kafka = new Kafka({ clientId: "x", brokers, logLevel: logLevel.NOTHING });
+const id = Math.random().toString(16).slice(2, 8);
+const topic = "h6-emucheck-" + id;
+await ensureTopic(kafka, topic, 1);
+await produceSimulation(sim, { kafka, topic, format: "json" });
+for (const t of ["h6a", "h6r", "h6d", "h6s", "h6w"]) await ensureTopic(kafka, t + id, 1);
+const cfg = resolveRunConfig({ flags: { brokers, group: "h6g" + id, input: topic, accepted: "h6a" + id, rejected: "h6r" + id, deadLetter: "h6d" + id, scores: "h6s" + id, windowsTopic: "h6w" + id, target: "/tmp/h6/t.npz", windowSize: W, bankSize: B, draws: 1, batchSize: 32768, lingerMs: 3600000, keep: "s_clip_loss=0.3", thenKeep: "normsim_inf=0.2", instanceId: id } });
+const wins: any[] = [];
+let n = 0; let res!: () => void; const p = new Promise<void>((r) => (res = r));
+const pl = await buildPipeline(cfg, logger, undefined, { hooks: { onWindowDelivered: (w) => { wins.push(w.outcomes.map((o) => ({ img: o.record.imageEmbedding!.slice(), txt: o.record.textEmbedding!.slice(), s: o.scores, off: o.record.source.offset }))); n += w.outcomes.length; if (n >= N) res(); } } });
+await pl.start(); await p; await pl.close();
+let maxd = 0; for (const w of wins) for (const o of w) { const r = sim.record(Number(o.off)); for (let d = 0; d < D; d++) maxd = Math.max(maxd, Math.abs(r.imageEmbedding[d] - o.img[d]), Math.abs(r.textEmbedding[d] - o.txt[d])); }
+console.log("max decoded-vs-sim diff", maxd);
+console.log("real w1 r2", wins[1][2].s);
+const ws = await readAll(kafka, "h6w" + id, { expected: 4 });
+for (const w of ws) { const m = JSON.parse(w.value!.toString()); console.log(m.window_id, JSON.stringify(m.members), JSON.stringify(m.bank)); }
+await engine.close();
+const admin = kafka.admin(); await admin.connect(); await admin.deleteTopics({ topics: [topic, "h6a" + id, "h6r" + id, "h6d" + id, "h6s" + id, "h6w" + id] }); await admin.disconnect();

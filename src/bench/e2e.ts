@@ -1,0 +1,242 @@
+/**
+ * End to end through Kafka (`clipsieve bench-e2e`): the filter against a passthrough, on the same
+ * broker and records, each run in its own process (src/bench/e2e-worker.ts) so its peak memory is
+ * its own.
+ *
+ * 1. Backlog: N simulated records (D = 768) are on the input topic before a run starts; records/s is
+ *    N over the time from the run's first fetch to its last delivered window.
+ * 2. Steady rate: the simulator produces at a fixed rate that both keep up with (half the filter's
+ *    backlog rate) while the run consumes; p50/p99 are the times from a record's production to the
+ *    commit of its window.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { Kafka, logLevel } from "kafkajs";
+import type { Logger } from "../common/logger.ts";
+import type { RunConfigInput } from "../pipeline/config.ts";
+import { createScoringEngine } from "../score/engine.ts";
+import { brokersOrLocal } from "../simulate/broker.ts";
+import { createSimulation } from "../simulate/generator.ts";
+import { ensureTopic, produceSimulation } from "../simulate/producer.ts";
+import { writeSimulationTarget } from "../simulate/target.ts";
+import type { WorkerJob, WorkerResult } from "./e2e-worker.ts";
+import { deleteTopics } from "./filter-run.ts";
+
+const WORKER = fileURLToPath(new URL("./e2e-worker.ts", import.meta.url));
+
+export interface E2eOptions {
+  brokers?: string;
+  /** Records of the backlog runs. */
+  count: number;
+  dim: number;
+  seed: number;
+  /** Seconds of the steady-rate runs. */
+  steadySeconds: number;
+  logger: Logger;
+  progress(line: string): void;
+}
+
+export const E2E_DEFAULTS = { count: 16_384, dim: 768, seed: 0, steadySeconds: 20 };
+
+export interface E2eRun {
+  name: string;
+  phase: "backlog" | "steady";
+  result: WorkerResult;
+}
+
+export interface E2eReport {
+  count: number;
+  dim: number;
+  /** The filter's settings (run's defaults, two-stage policy with a 2,048-row target set). */
+  filter: Record<string, unknown>;
+  rate: number;
+  runs: E2eRun[];
+  totalSeconds: number;
+}
+
+/** The filter as `clipsieve run` runs it by default, with the paper's two-stage policy. */
+const FILTER_FLAGS: Partial<RunConfigInput> = {
+  windowSize: 4096,
+  bankSize: 4096,
+  draws: 5,
+  batchSize: 8192,
+  lingerMs: 2000,
+  keep: "s_clip_loss=0.3",
+  thenKeep: "normsim_inf=0.2",
+};
+
+function runWorker(job: WorkerJob, onReady?: () => void): Promise<WorkerResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [WORKER, JSON.stringify(job)], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: process.env,
+    });
+    let result: WorkerResult | undefined;
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      if (line === "READY") onReady?.();
+      else if (line.startsWith("{")) result = JSON.parse(line) as WorkerResult;
+    });
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      if (code === 0 && result) resolve(result);
+      else reject(new Error(`the ${job.mode} run exited with code ${code} before reporting`));
+    });
+  });
+}
+
+export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
+  const started = performance.now();
+  const broker = await brokersOrLocal(o.brokers, o.logger, "clipsieve-bench-kafka-");
+  const workDir = mkdtempSync(join(tmpdir(), "clipsieve-bench-e2e-"));
+  const topics: string[] = [];
+  const kafka = new Kafka({
+    clientId: "clipsieve-bench-e2e",
+    brokers: broker.brokers,
+    logLevel: logLevel.NOTHING,
+  });
+  const newTopic = async (what: string) => {
+    const t = `clipsieve-bench-${what}-${Math.random().toString(16).slice(2, 8)}`;
+    topics.push(t);
+    await ensureTopic(kafka, t, 1);
+    return t;
+  };
+  try {
+    o.progress(`broker ${broker.brokers.join(",")}${broker.local ? " (local)" : ""}`);
+    const sim = createSimulation({ count: o.count, dim: o.dim, seed: o.seed, order: "shuffled" });
+    const targetPath = join(workDir, "target.npz");
+    const engine = await createScoringEngine({ logger: o.logger });
+    try {
+      await writeSimulationTarget(sim, targetPath, engine);
+    } finally {
+      await engine.close();
+    }
+    const base: Partial<RunConfigInput> = { dim: o.dim, lingerMs: 2000, windowSize: 4096 };
+    const filterFlags = { ...base, ...FILTER_FLAGS, target: targetPath };
+    const runs: E2eRun[] = [];
+    const record = (name: string, phase: E2eRun["phase"], result: WorkerResult) => {
+      runs.push({ name, phase, result });
+      o.progress(
+        `${phase} ${name}: ${result.records} records, ${Math.round(result.recordsPerSecond)} records/s, ` +
+          `p50 ${(result.latencyP50Ms / 1000).toFixed(2)} s, p99 ${(result.latencyP99Ms / 1000).toFixed(2)} s, ` +
+          `peak RSS ${Math.round(result.peakRssMiB)} MiB`,
+      );
+    };
+
+    const backlog = await newTopic("backlog");
+    const produced = await produceSimulation(sim, {
+      kafka,
+      topic: backlog,
+      format: "json",
+      logger: o.logger,
+    });
+    o.progress(`backlog: ${produced.sent} records (D=${o.dim}) in ${produced.seconds.toFixed(1)} s`);
+    const job = (
+      mode: WorkerJob["mode"],
+      input: string,
+      expected: number,
+      flags: Partial<RunConfigInput>,
+    ): WorkerJob => ({
+      mode,
+      brokers: broker.brokers,
+      input,
+      expected,
+      flags,
+    });
+    record("passthrough", "backlog", await runWorker(job("passthrough", backlog, o.count, base)));
+    const filter = await runWorker(job("filter", backlog, o.count, filterFlags));
+    record("filter", "backlog", filter);
+    record(
+      "filter, K = 1",
+      "backlog",
+      await runWorker(job("filter", backlog, o.count, { ...filterFlags, draws: 1 })),
+    );
+
+    // Steady rate: half of what the filter sustains on a backlog, so neither run builds a backlog.
+    const rate = Math.max(1, Math.round(filter.recordsPerSecond / 2));
+    const steadyCount = Math.min(o.count, Math.round(rate * o.steadySeconds));
+    const steadySim = createSimulation({
+      count: steadyCount,
+      dim: o.dim,
+      seed: o.seed + 1,
+      order: "shuffled",
+    });
+    for (const [name, mode, flags] of [
+      ["passthrough", "passthrough", base],
+      ["filter", "filter", filterFlags],
+    ] as const) {
+      const input = await newTopic(`steady-${mode}`);
+      let producing: Promise<unknown> | undefined;
+      const result = await runWorker(job(mode, input, steadyCount, flags), () => {
+        producing = produceSimulation(steadySim, {
+          kafka,
+          topic: input,
+          format: "json",
+          rate,
+          logger: o.logger,
+        });
+      });
+      await producing;
+      record(`${name} at ${rate} records/s`, "steady", result);
+    }
+    return {
+      count: o.count,
+      dim: o.dim,
+      filter: { ...FILTER_FLAGS, targetRows: sim.options.targetRows },
+      rate,
+      runs,
+      totalSeconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    if (!broker.local) await deleteTopics(broker.brokers, topics).catch(() => {});
+    await broker.stop();
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+const s = (x: number) => `${x.toFixed(1)} s`;
+
+export function formatE2eReport(r: E2eReport): string {
+  const pass = r.runs.find((x) => x.phase === "backlog" && x.result.mode === "passthrough")?.result;
+  const lines = [
+    `D = ${r.dim}, ${r.count.toLocaleString("en-US")} simulated JSON records (base64 float32 embeddings); filter: ` +
+      `window ${r.filter.windowSize}, bank ${r.filter.bankSize}, K = ${r.filter.draws}, b = ${r.filter.batchSize}, ` +
+      `--keep ${r.filter.keep} --then ${r.filter.thenKeep}, target set of ${r.filter.targetRows} rows; exactly-once delivery.`,
+    "",
+    "| run | records | records/s | of the passthrough | p50 latency | p99 latency | peak RSS |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const { name, phase, result } of r.runs) {
+    const share =
+      pass && phase === "backlog"
+        ? `${Math.round((100 * result.recordsPerSecond) / pass.recordsPerSecond)}%`
+        : "-";
+    lines.push(
+      `| ${phase}: ${name} | ${result.records} | ${Math.round(result.recordsPerSecond)} | ${share} | ` +
+        `${(result.latencyP50Ms / 1000).toFixed(2)} s | ${(result.latencyP99Ms / 1000).toFixed(2)} s | ${Math.round(result.peakRssMiB)} MiB |`,
+    );
+  }
+  lines.push("", "Where the time goes in the backlog runs (seconds summed over windows):", "");
+  lines.push(
+    "| run | wall | decode | score | policy | outputs + deliver | of which Produce requests | of which commit requests |",
+  );
+  lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const { name, phase, result } of r.runs) {
+    if (phase !== "backlog") continue;
+    const st = result.stages;
+    if (result.mode === "passthrough") {
+      lines.push(
+        `| ${name} | ${s(result.seconds)} | ${s(st.decode)} | - | - | ${s(st.outputs + st.deliver)} | ${s(st.produceRequests)} | ${s(st.commitRequests)} |`,
+      );
+    } else {
+      lines.push(
+        `| ${name} | ${s(result.seconds)} | (as passthrough) | ${s(st.score ?? 0)} | ${s(st.policy ?? 0)} | ${s(st.deliver ?? 0)} | - | - |`,
+      );
+    }
+  }
+  lines.push("", `Benchmark time: ${(r.totalSeconds / 60).toFixed(1)} min.`);
+  return lines.join("\n");
+}

@@ -1,0 +1,209 @@
+/**
+ * The end-to-end benchmark's baseline: the filter's own source, decoder, window cut, output building
+ * and transactional sink (the modules `buildPipeline` assembles), with every record accepted and no
+ * scoring or policy. What the filter costs is then the difference between the two, measured on the
+ * same broker, records and machine.
+ *
+ * It also times what the filter's metrics do not split: decoding, and, from kafkajs's request events,
+ * the broker's Produce requests against the transaction's commit requests (AddOffsetsToTxn,
+ * TxnOffsetCommit, EndTxn).
+ */
+import { Kafka, logLevel, type Producer, type ProducerConfig } from "kafkajs";
+import { bufferTime, concatMap, filter, from, lastValueFrom, Subject } from "rxjs";
+import type { Logger } from "../common/logger.ts";
+import { createDecoder } from "../decode/decoder.ts";
+import type { DecodedRecord } from "../decode/types.ts";
+import type { RunConfig } from "../pipeline/config.ts";
+import { createKafkaSink } from "../sink/kafka-sink.ts";
+import { buildWindowOutputs, nextOffsets, type RecordOutcome } from "../sink/outputs.ts";
+import { createKafkaSource } from "../source/kafka-source.ts";
+import { planWindow } from "../window/window.ts";
+
+export interface StageSeconds {
+  decode: number;
+  /** Building the output records of a window (headers, score records, manifest). */
+  outputs: number;
+  /** sink.deliver: the whole transaction. */
+  deliver: number;
+  /** Of which: Produce requests (summed request durations). */
+  produceRequests: number;
+  /** Of which: AddOffsetsToTxn + TxnOffsetCommit + EndTxn requests. */
+  commitRequests: number;
+  windows: number;
+}
+
+export interface Passthrough {
+  start(): Promise<void>;
+  close(): Promise<void>;
+  done: Promise<void>;
+  stages: StageSeconds;
+  /** Wall time (ms epoch) of the first fetched batch; 0 before. */
+  readonly firstFetchAt: number;
+}
+
+const COMMIT_APIS = new Set(["AddOffsetsToTxn", "TxnOffsetCommit", "EndTxn"]);
+
+export async function buildPassthrough(
+  config: RunConfig,
+  logger: Logger,
+  hooks: { onWindowDelivered?(w: { outcomes: readonly RecordOutcome[]; deliveredAt: number }): void } = {},
+): Promise<Passthrough> {
+  const stages: StageSeconds = {
+    decode: 0,
+    outputs: 0,
+    deliver: 0,
+    produceRequests: 0,
+    commitRequests: 0,
+    windows: 0,
+  };
+  const kafka = new Kafka({
+    clientId: `clipsieve-passthrough-${config.instanceId}`,
+    brokers: config.brokers,
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ log }) => {
+        const { message, ...extra } = log;
+        logger.warn(extra, `kafkajs: ${message}`);
+      },
+  });
+  // The sink makes its producer from the Kafka it is given: hand it one that times its requests.
+  const timedKafka = Object.create(kafka) as Kafka;
+  timedKafka.producer = (cfg?: ProducerConfig): Producer => {
+    const producer = kafka.producer(cfg);
+    producer.on(producer.events.REQUEST, ({ payload }) => {
+      const seconds = payload.duration / 1000;
+      if (payload.apiName === "Produce") stages.produceRequests += seconds;
+      else if (COMMIT_APIS.has(payload.apiName)) stages.commitRequests += seconds;
+    });
+    return producer;
+  };
+  const dim = config.dim ?? 768;
+  const decoder = await createDecoder({
+    format: config.format,
+    schemaRegistryUrl: config.schemaRegistry,
+    expectedDim: dim,
+    expectedModel: config.model,
+  });
+  const sink = createKafkaSink({
+    kafka: timedKafka,
+    delivery: config.delivery,
+    groupId: config.group,
+    transactionalId: `clipsieve-${config.group}-${config.instanceId}`,
+    transactionTimeoutMs: config.transactionTimeoutMs,
+    logger,
+  });
+  const topics = {
+    accepted: config.accepted,
+    rejected: config.rejected,
+    deadLetter: config.deadLetter,
+    scores: config.scores,
+    windows: config.windowsTopic,
+  };
+  const records$ = new Subject<DecodedRecord>();
+  let undelivered = 0;
+  const maxUndelivered = config.maxQueuedWindows * config.windowSize;
+  let waiters: (() => void)[] = [];
+  let stopping = false;
+  let firstFetchAt = 0;
+  const source = createKafkaSource({
+    kafka,
+    groupId: config.group,
+    topic: config.input,
+    logger,
+    sessionTimeoutMs: config.sessionTimeoutMs,
+    onRecords: async (raws, _generation, heartbeat) => {
+      if (firstFetchAt === 0) firstFetchAt = Date.now();
+      const t = performance.now();
+      const decoded = await decoder.decodeBatch(raws);
+      stages.decode += (performance.now() - t) / 1000;
+      undelivered += decoded.length;
+      for (const r of decoded) records$.next(r);
+      while (undelivered > maxUndelivered && !stopping) {
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve);
+          setTimeout(resolve, 1000);
+        });
+        await heartbeat();
+      }
+    },
+  });
+  const processWindow = async (records: DecodedRecord[]) => {
+    try {
+      const t = performance.now();
+      // The window's manifest as the filter records it (no bank: nothing is scored).
+      const plan = planWindow(records, undefined, {
+        dim,
+        baseSeed: config.seed,
+        draws: 1,
+        batchSize: config.batchSize,
+        tau: config.tau,
+      });
+      const outcomes: RecordOutcome[] = records.map((record) =>
+        record.failure
+          ? { record, decision: "dead_letter", reason: record.failure.code }
+          : { record, decision: "accepted", reason: "passed" },
+      );
+      const messages = buildWindowOutputs(
+        outcomes,
+        topics,
+        { windowId: plan.id, seed: plan.seed, policyVersion: "passthrough" },
+        plan.manifest,
+      );
+      stages.outputs += (performance.now() - t) / 1000;
+      const tDeliver = performance.now();
+      await sink.deliver({ messages, offsets: nextOffsets(records) }, source.consumer);
+      stages.deliver += (performance.now() - tDeliver) / 1000;
+      stages.windows++;
+      hooks.onWindowDelivered?.({ outcomes, deliveredAt: Date.now() });
+    } finally {
+      undelivered -= records.length;
+      const w = waiters;
+      waiters = [];
+      for (const f of w) f();
+    }
+  };
+  const windows$ = records$.pipe(
+    bufferTime(config.lingerMs, null, config.windowSize),
+    filter((w) => w.length > 0),
+    concatMap((w) => from(processWindow(w))),
+  );
+  let processing: Promise<unknown> = Promise.resolve();
+  let closed = false;
+  let resolveDone!: () => void;
+  let rejectDone!: (err: unknown) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  done.catch(() => {});
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    stopping = true;
+    await source.consumer.pause([{ topic: config.input }]);
+    records$.complete();
+    await processing.catch(() => {});
+    await source.stop().catch(() => {});
+    await sink.close().catch(() => {});
+    await decoder.close();
+    resolveDone();
+  };
+  return {
+    stages,
+    done,
+    close,
+    get firstFetchAt() {
+      return firstFetchAt;
+    },
+    async start() {
+      await sink.connect();
+      processing = lastValueFrom(windows$, { defaultValue: undefined }).catch(async (err: unknown) => {
+        logger.error({ err }, "the passthrough stopped on an error");
+        rejectDone(err);
+        await close();
+      });
+      await source.start();
+    },
+  };
+}

@@ -1,0 +1,62 @@
+/**
+ * `clipsieve bench-e2e`: the filter end to end through Kafka next to a passthrough that does no
+ * scoring (BENCHMARKS.md, "End-to-end through Kafka"). `npm run bench` runs it after `bench`.
+ */
+import type { Command } from "commander";
+import { E2E_DEFAULTS, formatE2eReport, runE2eBench } from "../../bench/e2e.ts";
+import { ClipsieveError } from "../../common/errors.ts";
+import { createLogger } from "../../common/logger.ts";
+import { quietKafkajsNotices } from "../../simulate/broker.ts";
+
+function integer(flag: string, min: number) {
+  return (text: string): number => {
+    const n = Number(text);
+    if (text.trim() === "" || !Number.isSafeInteger(n) || n < min) {
+      throw new ClipsieveError("CONFIG_INVALID", `${flag} ${text}: expected an integer >= ${min}`);
+    }
+    return n;
+  };
+}
+
+export function registerBenchE2eCommand(program: Command): void {
+  const d = E2E_DEFAULTS;
+  program
+    .command("bench-e2e")
+    .description(
+      "Measure the filter end to end through Kafka (records/s, produce-to-decision latency, peak memory) next to a passthrough; starts a local broker unless --brokers",
+    )
+    .option("--brokers <list>", "use these Kafka brokers instead of starting a local one")
+    .option("--count <n>", "records of the backlog runs", integer("--count", 1), d.count)
+    .option("--dim <d>", "embedding dimension", integer("--dim", 8), d.dim)
+    .option("--seed <s>", "simulation seed", integer("--seed", 0), d.seed)
+    .option(
+      "--steady-seconds <s>",
+      "length of the steady-rate runs",
+      integer("--steady-seconds", 1),
+      d.steadySeconds,
+    )
+    .option("--json", "print one JSON object instead of text")
+    .action(
+      async (opts: {
+        brokers?: string;
+        count: number;
+        dim: number;
+        seed: number;
+        steadySeconds: number;
+        json?: boolean;
+      }) => {
+        quietKafkajsNotices();
+        const logger = createLogger("bench-e2e", process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
+        const report = await runE2eBench({
+          brokers: opts.brokers,
+          count: opts.count,
+          dim: opts.dim,
+          seed: opts.seed,
+          steadySeconds: opts.steadySeconds,
+          logger,
+          progress: (line) => process.stderr.write(`${line}\n`),
+        });
+        console.log(opts.json ? JSON.stringify(report) : formatE2eReport(report));
+      },
+    );
+}

@@ -1,0 +1,205 @@
+/**
+ * `clipsieve replay`: rescore a closed range of a historic topic with a new policy, target set or model.
+ *
+ * A bounded run of the same pipeline as `run`: the end offsets are captured when it starts and it stops
+ * by itself there. Outputs go to versioned topics `<prefix>.accepted|.rejected|.dead-letter|.scores|
+ * .windows`, exactly once: the consumer group `clipsieve-replay-<prefix>` commits its offsets with the
+ * outputs, so a replay that is interrupted and started again resumes where it committed and completes
+ * without duplicates. `--reproduce <windows topic>` re-forms the windows an earlier run recorded, so
+ * the same settings give the same scores bit for bit.
+ */
+import { type Command, Option } from "commander";
+import { Kafka, logLevel } from "kafkajs";
+import { ClipsieveError } from "../../common/errors.ts";
+import { createLogger, type Logger } from "../../common/logger.ts";
+import { readTopicToEnd } from "../../kafka/read-topic.ts";
+import { RangeTracker } from "../../pipeline/bounds.ts";
+import { buildPipeline } from "../../pipeline/pipeline.ts";
+import { decodeRuns } from "../../window/ranges.ts";
+import type { WindowManifest } from "../../window/window.ts";
+import { createProgress } from "../progress.ts";
+import { addFilterOptions, closeOnSignals, configFromOptions } from "./run.ts";
+
+type Offsets = Map<number, bigint>;
+
+/** `beginning` | `now` | `0:120,1:80` | an ISO time. */
+export async function resolvePosition(
+  kafka: Kafka,
+  topic: string,
+  spec: string,
+  which: "start" | "end",
+): Promise<Offsets> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const partitions = await admin.fetchTopicOffsets(topic);
+    const out: Offsets = new Map();
+    if (spec === "beginning" || spec === "now") {
+      for (const p of partitions) out.set(p.partition, BigInt(spec === "beginning" ? p.low : p.high));
+      return out;
+    }
+    if (/^\d+:\d+(,\d+:\d+)*$/.test(spec)) {
+      const given = new Map(spec.split(",").map((kv) => kv.split(":").map(Number) as [number, number]));
+      for (const p of partitions) {
+        const o = given.get(p.partition);
+        // A partition not named starts at its beginning / ends at its current end.
+        out.set(p.partition, BigInt(o ?? (which === "start" ? p.low : p.high)));
+      }
+      for (const key of given.keys()) {
+        if (!partitions.some((p) => p.partition === key)) {
+          throw new ClipsieveError("CONFIG_INVALID", `--${which} names partition ${key}, which ${topic} does not have`);
+        }
+      }
+      return out;
+    }
+    const ms = Date.parse(spec);
+    if (Number.isNaN(ms)) {
+      throw new ClipsieveError(
+        "CONFIG_INVALID",
+        `--${which} ${JSON.stringify(spec)}: expected ${which === "start" ? "beginning" : "now"}, <partition>:<offset>,... or an ISO time`,
+      );
+    }
+    for (const p of await admin.fetchTopicOffsetsByTimestamp(topic, ms)) {
+      // -1: no record at or after that time; the partition's end.
+      const high = partitions.find((q) => q.partition === p.partition)?.high ?? "0";
+      out.set(p.partition, BigInt(p.offset === "-1" ? high : p.offset));
+    }
+    return out;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export async function readManifests(kafka: Kafka, topic: string): Promise<WindowManifest[]> {
+  const manifests: WindowManifest[] = [];
+  const { complete } = await readTopicToEnd(kafka, topic, ({ message }) => {
+    if (message.value) manifests.push(JSON.parse(message.value.toString()) as WindowManifest);
+  });
+  if (!complete) throw new ClipsieveError("CONFIG_INVALID", `Reading the window manifests of ${topic} timed out.`);
+  if (manifests.length === 0) throw new ClipsieveError("CONFIG_INVALID", `${topic} holds no window manifests.`);
+  return manifests;
+}
+
+/** The input range the recorded windows cover, per partition: [first, last + 1). */
+function recordedRange(manifests: readonly WindowManifest[], input: string): { start: Offsets; end: Offsets } {
+  const start: Offsets = new Map();
+  const end: Offsets = new Map();
+  for (const m of manifests) {
+    for (const r of decodeRuns([...m.members, ...m.failed])) {
+      if (r.topic !== input) continue;
+      const o = BigInt(r.offset);
+      if (!start.has(r.partition) || o < (start.get(r.partition) as bigint)) start.set(r.partition, o);
+      if (!end.has(r.partition) || o + 1n > (end.get(r.partition) as bigint)) end.set(r.partition, o + 1n);
+    }
+  }
+  return { start, end };
+}
+
+async function ensureOutputTopics(kafka: Kafka, topics: string[], partitions: number): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing = topics.filter((t) => !existing.has(t));
+    if (missing.length > 0) {
+      await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions })) });
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * A fresh replay group starts at `start`; a group that already committed offsets (an interrupted
+ * replay started again) resumes from them. Returns where the run starts, per partition.
+ */
+async function positionGroup(kafka: Kafka, groupId: string, topic: string, start: Offsets, logger: Logger): Promise<Offsets> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    const known = committed.partitions.filter((p) => p.offset !== "-1");
+    if (known.length > 0) {
+      logger.info({ groupId }, "resuming an interrupted replay from its committed offsets");
+      const from: Offsets = new Map(start);
+      for (const p of known) from.set(p.partition, BigInt(p.offset));
+      return from;
+    }
+    await admin.setOffsets({
+      groupId,
+      topic,
+      partitions: [...start].map(([partition, offset]) => ({ partition, offset: offset.toString() })),
+    });
+    return start;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export function registerReplayCommand(program: Command): void {
+  const replay = program
+    .command("replay")
+    .description("Rescore a closed range of a topic into versioned topics <prefix>.*, exactly once, then stop")
+    .option("--input <topic>", "topic to replay")
+    .option("--start <position>", "beginning | <partition>:<offset>,... | ISO time (default: beginning)")
+    .option("--end <position>", "now | <partition>:<offset>,... | ISO time, exclusive (default: now)")
+    .requiredOption("--out-prefix <name>", "outputs go to <name>.accepted, .rejected, .dead-letter, .scores, .windows")
+    .option("--reproduce <windows topic>", "re-form the windows recorded in this windows topic (same scores, bit for bit)")
+    .addOption(new Option("--progress <mode>", "progress display").choices(["auto", "bar", "lines", "none"]).default("auto"));
+  addFilterOptions(replay).action(async (opts: Record<string, unknown>) => {
+    const logger = createLogger("replay");
+    const prefix = String(opts.outPrefix);
+    const { start: startFlag, end: endFlag, outPrefix: _p, reproduce: reproduceTopic, progress, ...filterOpts } = opts;
+    const config = configFromOptions(filterOpts, {
+      group: `clipsieve-replay-${prefix}`,
+      accepted: `${prefix}.accepted`,
+      rejected: `${prefix}.rejected`,
+      deadLetter: `${prefix}.dead-letter`,
+      scores: `${prefix}.scores`,
+      windowsTopic: `${prefix}.windows`,
+      stateTopic: `${prefix}.policy-state`,
+      instanceId: "replay",
+    });
+    const kafka = new Kafka({ clientId: "clipsieve-replay", brokers: config.brokers, logLevel: logLevel.NOTHING });
+
+    const manifests = typeof reproduceTopic === "string" ? await readManifests(kafka, reproduceTopic) : undefined;
+    let start: Offsets;
+    let end: Offsets;
+    if (manifests && startFlag === undefined && endFlag === undefined) {
+      ({ start, end } = recordedRange(manifests, config.input));
+      logger.info({ windows: manifests.length }, "re-forming recorded windows over the range they cover");
+    } else {
+      start = await resolvePosition(kafka, config.input, String(startFlag ?? "beginning"), "start");
+      end = await resolvePosition(kafka, config.input, String(endFlag ?? "now"), "end");
+    }
+    for (const p of start.keys()) if (!end.has(p)) end.set(p, start.get(p) as bigint);
+    for (const p of end.keys()) if (!start.has(p)) start.set(p, end.get(p) as bigint);
+
+    await ensureOutputTopics(
+      kafka,
+      [config.accepted, config.rejected, config.deadLetter, config.scores, config.windowsTopic],
+      Math.max(1, end.size),
+    );
+    const from = await positionGroup(kafka, config.group, config.input, start, logger);
+    const range = new RangeTracker(from, end);
+    if ([...end].every(([p, e]) => (from.get(p) ?? 0n) >= e)) {
+      console.log(`nothing to replay: no records of ${config.input} in the range are left to deliver`);
+      return;
+    }
+    const bar = createProgress({ label: `replay ${config.input} -> ${prefix}.*`, total: range.total, mode: String(progress) });
+    const pipeline = await buildPipeline(config, logger, undefined, {
+      range,
+      reproduce: manifests,
+      hooks: { onWindowDelivered: () => bar.update(range.delivered) },
+    });
+    const release = closeOnSignals(pipeline, logger);
+    try {
+      await pipeline.start();
+      await pipeline.done;
+      bar.stop();
+      console.log(`replayed ${range.delivered} records of ${config.input} into ${prefix}.{accepted,rejected,dead-letter,scores,windows}`);
+    } finally {
+      release();
+    }
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * `clipsieve simulate`: a synthetic crawl stream with known ground truth on a Kafka topic, and the
+ * target set that goes with it (src/simulate/generator.ts describes the records).
+ */
+import { resolve } from "node:path";
+import { type Command, Option } from "commander";
+import { ClipsieveError } from "../../common/errors.ts";
+import { createLogger } from "../../common/logger.ts";
+import { createScoringEngine } from "../../score/engine.ts";
+import { parseBrokers } from "../../simulate/broker.ts";
+import { createSimulation, SIM_KINDS, SIM_ORDERS, type SimOrder } from "../../simulate/generator.ts";
+import { ensureTopic, produceSimulation, simulatorKafka } from "../../simulate/producer.ts";
+import { writeSimulationTarget } from "../../simulate/target.ts";
+
+function integer(flag: string, min: number) {
+  return (text: string): number => {
+    const n = Number(text);
+    if (text.trim() === "" || !Number.isSafeInteger(n) || n < min) {
+      throw new ClipsieveError("CONFIG_INVALID", `${flag} ${text}: expected an integer >= ${min}`);
+    }
+    return n;
+  };
+}
+
+function rate(text: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || n < 0) {
+    throw new ClipsieveError("CONFIG_INVALID", `--rate ${text}: expected records per second >= 0`);
+  }
+  return n;
+}
+
+interface SimulateFlags {
+  brokers: string;
+  topic: string;
+  rate: number;
+  count: number;
+  dim: number;
+  seed: number;
+  format: "json" | "avro";
+  schemaRegistry?: string;
+  order: SimOrder;
+  partitions: number;
+  targetOut?: string;
+}
+
+export function registerSimulateCommand(program: Command): void {
+  program
+    .command("simulate")
+    .description(
+      "Produce a synthetic crawl of labelled CLIP-like records (aligned, off_target, mismatched, boilerplate, duplicate) and write the matching target set",
+    )
+    .requiredOption("--brokers <list>", "Kafka bootstrap brokers, host:port,...")
+    .requiredOption("--topic <topic>", "topic to produce to (created if missing)")
+    .option("--rate <r>", "records per second (0 = as fast as the broker takes them)", rate, 0)
+    .option("--count <n>", "records", integer("--count", 1), 10_000)
+    .option("--dim <d>", "embedding dimension", integer("--dim", 8), 768)
+    .option("--seed <s>", "seed: the same seed gives the same records", integer("--seed", 0), 0)
+    .addOption(new Option("--format <format>", "value format").choices(["json", "avro"]).default("json"))
+    .option("--schema-registry <url>", "Confluent Schema Registry URL (avro)")
+    .addOption(
+      new Option("--order <order>", "shuffled, or bursty: runs of one topic or one site")
+        .choices(SIM_ORDERS)
+        .default("shuffled"),
+    )
+    .option("--partitions <n>", "partitions of the topic when it is created", integer("--partitions", 1), 1)
+    .option("--target-out <file>", "where to write the matching target set (default <topic>.target.npz)")
+    .action(async (opts: SimulateFlags) => {
+      const logger = createLogger("simulate");
+      const sim = createSimulation({ count: opts.count, dim: opts.dim, seed: opts.seed, order: opts.order });
+      const targetPath = resolve(opts.targetOut ?? `${opts.topic}.target.npz`);
+      const engine = await createScoringEngine({ logger });
+      try {
+        const manifest = await writeSimulationTarget(sim, targetPath, engine);
+        console.log(`target set ${targetPath}: M=${manifest.rows} D=${manifest.dim} model=${manifest.model}`);
+      } finally {
+        await engine.close();
+      }
+      const kafka = simulatorKafka(parseBrokers(opts.brokers), logger);
+      await ensureTopic(kafka, opts.topic, opts.partitions);
+      const controller = new AbortController();
+      const onSignal = () => controller.abort();
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      try {
+        const result = await produceSimulation(sim, {
+          kafka,
+          topic: opts.topic,
+          format: opts.format,
+          schemaRegistryUrl: opts.schemaRegistry,
+          rate: opts.rate,
+          signal: controller.signal,
+          logger,
+        });
+        const counts = sim.kindCounts();
+        console.log(
+          `produced ${result.sent} records to ${opts.topic} in ${result.seconds.toFixed(1)} s ` +
+            `(${Math.round(result.sent / Math.max(result.seconds, 1e-3))} records/s), ${opts.order} order, seed ${opts.seed}`,
+        );
+        console.log(`kinds (header sim-kind): ${SIM_KINDS.map((k) => `${k} ${counts[k]}`).join(", ")}`);
+        if (controller.signal.aborted) process.exitCode = 130;
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
+    });
+}

@@ -1,0 +1,124 @@
+/**
+ * The brokers a demo or benchmark runs against: the ones given, or a local single-node broker started
+ * for the occasion in a temporary folder, which `stop()` shuts down and removes (and `killNow()` kills
+ * at once, for a second Ctrl-C). Whoever starts a broker must stop it, also on errors and signals.
+ */
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Kafka, logLevel } from "kafkajs";
+import type { Logger } from "../common/logger.ts";
+import { startLocalBroker, stopLocalBroker } from "../kafka/local-broker.ts";
+
+export interface BrokerHandle {
+  brokers: string[];
+  /** Whether this handle started the broker (and will stop it). */
+  local: boolean;
+  /** The local broker's JVM, when there is one. */
+  pid?: number;
+  stop(): Promise<void>;
+  /** Kill a local broker at once and remove its folder (synchronous: safe in an exit handler). */
+  killNow(): void;
+}
+
+export function parseBrokers(list: string): string[] {
+  return list
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+export async function brokersOrLocal(
+  brokers: string | undefined,
+  logger: Logger,
+  prefix = "clipsieve-kafka-",
+): Promise<BrokerHandle> {
+  if (brokers) {
+    return { brokers: parseBrokers(brokers), local: false, stop: async () => {}, killNow: () => {} };
+  }
+  const stateDir = mkdtempSync(join(tmpdir(), prefix));
+  let stopped = false;
+  let pid: number | undefined;
+  const remove = () => rmSync(stateDir, { recursive: true, force: true });
+  try {
+    const state = await startLocalBroker({ stateDir, port: 0, controllerPort: 0, logger });
+    pid = state.pid;
+    await waitForCoordinators([state.brokers]);
+    return {
+      brokers: [state.brokers],
+      local: true,
+      pid,
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        try {
+          await stopLocalBroker(stateDir);
+        } finally {
+          remove();
+        }
+      },
+      killNow() {
+        if (stopped) return;
+        stopped = true;
+        try {
+          // The JVM leads its own process group (it was started detached).
+          process.kill(-(pid as number), "SIGKILL");
+        } catch {
+          // already gone
+        }
+        remove();
+      },
+    };
+  } catch (err) {
+    // startLocalBroker stops a broker that started but never answered; the folder is ours to remove.
+    await stopLocalBroker(stateDir).catch(() => {});
+    remove();
+    throw err;
+  }
+}
+
+/**
+ * A fresh broker answers before its group and transaction coordinators have loaded; clients then log
+ * "coordinator is loading" errors while they retry. Wait here, quietly, until both serve requests.
+ */
+async function waitForCoordinators(brokers: string[]): Promise<void> {
+  const kafka = new Kafka({
+    clientId: "clipsieve-ready",
+    brokers,
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 60, initialRetryTime: 200, maxRetryTime: 1000 },
+  });
+  // Connecting a transactional producer runs InitProducerId, served by the transaction coordinator.
+  const producer = kafka.producer({
+    transactionalId: `clipsieve-ready-${randomUUID()}`,
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
+  await producer.connect();
+  await producer.disconnect();
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    // Groups hash onto the offsets topic's partitions, each loaded on its own: ask about enough
+    // groups that every partition's coordinator has answered.
+    await admin.describeGroups(Array.from({ length: 64 }, (_, i) => `clipsieve-ready-${i}`));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * Two kafkajs 2.2.4 notices that would greet a first run and mean nothing to its user: a
+ * TimeoutNegativeWarning from a timer it arms with a negative delay on Node 24 (Node clamps it to
+ * 1 ms), and the notice that its default partitioner changed in 2.0. Every other warning still prints.
+ */
+export function quietKafkajsNotices(): void {
+  process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= "1";
+  const defaults = process.listeners("warning");
+  process.removeAllListeners("warning");
+  process.on("warning", (warning) => {
+    if (warning.name === "TimeoutNegativeWarning") return;
+    for (const listener of defaults) listener(warning);
+  });
+}

@@ -1,0 +1,98 @@
+/**
+ * Re-forming recorded windows (`replay --reproduce`). Instead of cutting windows by size and time, the
+ * windows of an earlier run are rebuilt from their manifests: the same members in the same order, the
+ * same bank rows, the same id and seed, so the same settings give the same scores bit for bit.
+ *
+ * Records arrive in partition order, not in the original run's window order, so they wait here until
+ * every member of the next recorded window has arrived. Good rows that a later window uses as bank
+ * rows are kept (and only those, and only until their last use), so memory stays proportional to the
+ * bank and to how far the partitions drift apart, not to the whole replay.
+ */
+import type { DecodedRecord, SourceRef } from "../decode/types.ts";
+import { decodeRuns } from "./ranges.ts";
+import type { RecordedWindow, WindowManifest } from "./window.ts";
+
+const coord = (r: SourceRef) => `${r.topic}\u0000${r.partition}\u0000${r.offset}`;
+
+interface Planned {
+  manifest: WindowManifest;
+  members: string[];
+  failed: string[];
+  bank: SourceRef[];
+}
+
+export interface ReproducedWindow {
+  records: DecodedRecord[];
+  recorded: RecordedWindow;
+}
+
+export class ReproduceWindower {
+  private readonly planned: Planned[];
+  private next = 0;
+  /** Arrived records not yet emitted in a window. */
+  private readonly waiting = new Map<string, DecodedRecord>();
+  /** Embeddings of emitted good records that later windows use as bank rows. */
+  private readonly bankRows = new Map<string, { image: Float32Array; text: Float32Array }>();
+  /** Index of the last window that uses a coordinate as a bank row. */
+  private readonly lastBankUse = new Map<string, number>();
+  /** Coordinates some recorded window holds (others are not part of the reproduced range). */
+  private readonly known = new Set<string>();
+
+  constructor(manifests: readonly WindowManifest[]) {
+    const ordered = [...manifests].sort(
+      (a, b) => a.planned_at - b.planned_at || (a.window_id < b.window_id ? -1 : a.window_id > b.window_id ? 1 : 0),
+    );
+    this.planned = ordered.map((manifest, i) => {
+      const members = decodeRuns(manifest.members).map(coord);
+      const failed = decodeRuns(manifest.failed).map(coord);
+      const bank = decodeRuns(manifest.bank);
+      for (const c of [...members, ...failed]) this.known.add(c);
+      for (const b of bank) this.lastBankUse.set(coord(b), i);
+      return { manifest, members, failed, bank };
+    });
+  }
+
+  get remaining(): number {
+    return this.planned.length - this.next;
+  }
+
+  /** Whether some recorded window holds this record. */
+  holds(ref: SourceRef): boolean {
+    return this.known.has(coord(ref));
+  }
+
+  /** Add arrived records; returns the recorded windows that became complete, in recorded order. */
+  add(records: readonly DecodedRecord[]): ReproducedWindow[] {
+    for (const r of records) this.waiting.set(coord(r.source), r);
+    const out: ReproducedWindow[] = [];
+    while (this.next < this.planned.length) {
+      const p = this.planned[this.next];
+      if (![...p.members, ...p.failed].every((c) => this.waiting.has(c))) break;
+      const windowRecords = [...p.members, ...p.failed].map((c) => this.waiting.get(c) as DecodedRecord);
+      const dim = p.manifest.dim;
+      const image = new Float32Array(p.bank.length * dim);
+      const text = new Float32Array(p.bank.length * dim);
+      p.bank.forEach((ref, i) => {
+        const row = this.bankRows.get(coord(ref));
+        if (!row) throw new Error(`recorded bank row ${ref.topic}/${ref.partition}/${ref.offset} was never seen`);
+        image.set(row.image, i * dim);
+        text.set(row.text, i * dim);
+      });
+      out.push({
+        records: windowRecords,
+        recorded: { id: p.manifest.window_id, seed: p.manifest.seed, bank: { image, text, refs: p.bank } },
+      });
+      for (const c of [...p.members, ...p.failed]) {
+        const r = this.waiting.get(c) as DecodedRecord;
+        this.waiting.delete(c);
+        const last = this.lastBankUse.get(c);
+        if (last !== undefined && last > this.next && r.imageEmbedding && r.textEmbedding) {
+          this.bankRows.set(c, { image: r.imageEmbedding, text: r.textEmbedding });
+        }
+      }
+      for (const ref of p.bank) if (this.lastBankUse.get(coord(ref)) === this.next) this.bankRows.delete(coord(ref));
+      this.next++;
+    }
+    return out;
+  }
+}
