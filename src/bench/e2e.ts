@@ -12,7 +12,7 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { extname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Kafka, logLevel } from "kafkajs";
@@ -26,7 +26,10 @@ import { writeSimulationTarget } from "../simulate/target.ts";
 import type { WorkerJob, WorkerResult } from "./e2e-worker.ts";
 import { deleteTopics } from "./filter-run.ts";
 
-const WORKER = fileURLToPath(new URL("./e2e-worker.ts", import.meta.url));
+/** The worker beside this file: .ts in a checkout, .js once built into dist/. */
+const WORKER = fileURLToPath(
+  new URL(`./e2e-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+);
 
 export interface E2eOptions {
   brokers?: string;

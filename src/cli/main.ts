@@ -5,14 +5,14 @@
 import { Command, CommanderError } from "commander";
 import { isClipsieveError } from "../common/errors.ts";
 import { registerBenchCommand } from "./commands/bench.ts";
-import { registerEmbedBenchCommand } from "./commands/embed-bench.ts";
 import { registerBenchE2eCommand } from "./commands/bench-e2e.ts";
-import { registerDemoCommand } from "./commands/demo.ts";
 import { registerCalibrateCommand } from "./commands/calibrate.ts";
+import { registerDemoCommand } from "./commands/demo.ts";
 import { registerDiffCommand } from "./commands/diff.ts";
 import { registerDumpCommand } from "./commands/dump.ts";
-import { registerFidelityCommand } from "./commands/fidelity.ts";
+import { registerEmbedBenchCommand } from "./commands/embed-bench.ts";
 import { registerExportCommand } from "./commands/export.ts";
+import { registerFidelityCommand } from "./commands/fidelity.ts";
 import { registerKafkaCommand } from "./commands/kafka.ts";
 import { registerLoadCommand } from "./commands/load.ts";
 import { registerReplayCommand } from "./commands/replay.ts";

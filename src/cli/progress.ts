@@ -17,7 +17,8 @@ export function createProgress(opts: {
   lineEveryMs?: number;
 }): Progress {
   const unit = opts.unit ?? "records";
-  const mode = opts.mode === "auto" || opts.mode === undefined ? (process.stderr.isTTY ? "bar" : "lines") : opts.mode;
+  const mode =
+    opts.mode === "auto" || opts.mode === undefined ? (process.stderr.isTTY ? "bar" : "lines") : opts.mode;
   const started = Date.now();
   const rate = (done: number) => done / Math.max((Date.now() - started) / 1000, 1e-3);
   if (mode === "none") return { update() {}, stop() {} };

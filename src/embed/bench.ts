@@ -327,27 +327,27 @@ async function stageRun(
 
 export function formatEmbedBench(r: EmbedBenchReport): string {
   const f = (v: number, digits = 1) => v.toFixed(digits);
+  const ms = (perSecond: number) => f(1000 / perSecond, 2);
   const lines = [
     `CPU: ${r.cpu} (${r.cores} cores; onnxruntime ${r.threads} threads)`,
-    `JPEG 640x480 decode + CLIP preprocessing to 224x224: ${f(r.preprocessPerSecond)} images/s (all cores)`,
-    `CLIP tokenization (8-20 word captions): ${f(r.tokenizePerSecond, 0)} texts/s (one thread)`,
+    `JPEG 640x480 decode + CLIP preprocessing to 224x224, alone: ${f(r.preprocessPerSecond)} images/s (${ms(r.preprocessPerSecond)} ms, all cores)`,
+    `CLIP tokenization (8-20 word captions), alone: ${f(r.tokenizePerSecond, 0)} texts/s (${ms(r.tokenizePerSecond)} ms, one thread)`,
     "",
   ];
   for (const e of r.encoders) {
     lines.push(
-      `${e.name}: image encoder ${f(e.imageMacs / 1e9, 2)} GMAC/image, text encoder ${f(e.textMacs / 1e9, 2)} GMAC/caption`,
-      `  image encoder alone: ${f(e.imageEncoderPerSecond)} images/s (${f(e.imageEncoderGflops)} GFLOP/s)`,
-      `  text encoder alone:  ${f(e.textEncoderPerSecond)} texts/s (${f(e.textEncoderGflops)} GFLOP/s)`,
+      `${e.name}: ${f(e.imageMacs / 1e9, 2)} GMAC per image, ${f(e.textMacs / 1e9, 2)} GMAC per caption`,
+      `  image encoder alone: ${f(e.imageEncoderPerSecond)} images/s (${ms(e.imageEncoderPerSecond)} ms, ${f(e.imageEncoderGflops)} GFLOP/s)`,
+      `  text encoder alone:  ${f(e.textEncoderPerSecond)} texts/s (${ms(e.textEncoderPerSecond)} ms, ${f(e.textEncoderGflops)} GFLOP/s)`,
     );
     for (const [label, run] of [
       ["records with image bytes", e.bytes],
       ["records with image URLs (127.0.0.1)", e.urls],
     ] as const) {
-      const p = run.phases;
+      const busy = run.phases.imageEncoder + run.phases.textEncoder;
       lines.push(
-        `  stage, ${label}: ${f(run.perSecond)} records/s (images/s = texts/s), ${run.records} in ${f(run.seconds, 2)} s`,
-        `    time per phase, summed (they overlap): fetch ${f(p.fetch, 2)} s, decode+preprocess ${f(p.preprocess, 2)} s, ` +
-          `tokenize ${f(p.tokenize, 3)} s, image encoder ${f(p.imageEncoder, 2)} s, text encoder ${f(p.textEncoder, 2)} s`,
+        `  stage, ${label}: ${f(run.perSecond)} images/s and texts/s (${run.records} records in ${f(run.seconds, 2)} s); ` +
+          `encoders busy ${f(busy, 2)} s (${f((100 * busy) / run.seconds, 0)}%)`,
       );
     }
     lines.push("");

@@ -45,9 +45,11 @@ export async function openEncoders(
   opts: { device: Device; threads: number; logger: Logger },
 ): Promise<ClipEncoders> {
   const open = async (device: Device) => {
+    // No spinning: between runs the encoders' threads would busy-wait on the cores that libvips needs
+    // to decode the next images (measured: up to a third more records/s on 2 cores, BENCHMARKS.md).
     const options = {
       ...sessionOptions(device, opts.threads),
-      ...(process.env.X_NOSPIN ? { extra: { session: { intra_op: { allow_spinning: "0" } } } } : {}),
+      extra: { session: { intra_op: { allow_spinning: "0" } } },
     };
     const image = await ort.InferenceSession.create(paths.image, options).catch((err: unknown) => {
       throw loadError(paths.image, err);

@@ -40,7 +40,6 @@ interface TextJob {
 
 export async function createEmbedStage(options: EmbedOptions, ctx: EmbedContext = {}): Promise<EmbedStage> {
   const opts = resolveEmbedOptions(options);
-  if (process.env.X_SHARP) (await import("sharp")).default.concurrency(Number(process.env.X_SHARP));
   const logger = ctx.logger ?? silentLogger;
   const folder = readModelFolder(opts.modelDir);
   const tokenizer = createClipTokenizer(

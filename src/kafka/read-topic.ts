@@ -16,7 +16,10 @@ export interface TopicMessage {
   message: KafkaMessage;
 }
 
-export async function topicEndOffsets(kafka: Kafka, topic: string): Promise<Map<number, { low: bigint; high: bigint }>> {
+export async function topicEndOffsets(
+  kafka: Kafka,
+  topic: string,
+): Promise<Map<number, { low: bigint; high: bigint }>> {
   const admin = kafka.admin();
   await admin.connect();
   try {

@@ -8,6 +8,7 @@ import type { DecodedRecord } from "../decode/types.ts";
 import type { ScoreRow } from "../policy/index.ts";
 import type { ScoringEngine } from "../score/engine.ts";
 import type { TargetSet } from "../score/types.ts";
+import { scorePoolRows } from "../score/window-scores.ts";
 import { NegativeBank } from "../window/bank.ts";
 import { planWindow, type WindowPlan } from "../window/window.ts";
 
@@ -43,20 +44,7 @@ export function createWindowScorer(engine: ScoringEngine, opts: WindowScoring): 
         tau: opts.tau,
       });
       const n = plan.pool.scoredRows;
-      if (n === 0) return { plan, rows: [] };
-      const s = await engine.sClipLoss(plan.pool, plan.draws, opts.tau);
-      const ns = opts.target
-        ? await engine.normSim(plan.pool.image.subarray(0, n * opts.dim), n, opts.target)
-        : undefined;
-      const rows: ScoreRow[] = [];
-      for (let i = 0; i < n; i++) {
-        const row: ScoreRow = { clip_score: s.clipScore[i]!, s_clip_loss: s.sClipLoss[i]! };
-        if (ns) {
-          row.normsim_2 = ns.normsim2[i]!;
-          row.normsim_inf = ns.normsimInf[i]!;
-        }
-        rows.push(row);
-      }
+      const rows = await scorePoolRows(engine, plan.pool, plan.draws, opts.tau, opts.target);
       bank?.push(
         plan.pool.image.subarray(0, n * opts.dim),
         plan.pool.text.subarray(0, n * opts.dim),

@@ -58,6 +58,11 @@ export const runConfigSchema = z
     model: z.string().optional().describe("Teacher model records must name (default: the target set's)"),
     target: z.string().optional().describe("Target-set artifact (or .npy/.npz of target image embeddings)"),
     device: z.enum(["cpu", "cuda", "webgpu"]).default("cpu").describe("onnxruntime execution provider"),
+    threads: positiveInt
+      .optional()
+      .describe(
+        "onnxruntime intra-op threads (default: the machine's cores; set it to a container's CPU limit)",
+      ),
     keep: z.string().optional().describe("Top fraction, <score>=<fraction> (stage 1)"),
     thenKeep: z
       .string()

@@ -12,13 +12,23 @@
  * fetched but not delivered: explicit backpressure that bounds memory at any input rate.
  */
 import { Kafka, logLevel } from "kafkajs";
-import { bufferTime, concatMap, filter, from, lastValueFrom, map, Observable, type OperatorFunction, Subject } from "rxjs";
+import {
+  bufferTime,
+  concatMap,
+  filter,
+  from,
+  lastValueFrom,
+  map,
+  Observable,
+  type OperatorFunction,
+  Subject,
+} from "rxjs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { createPipelineMetrics, type PipelineMetrics, serveMetrics } from "../common/metrics.ts";
 import { createDecoder } from "../decode/decoder.ts";
-import { checkEmbedTeacher, createEmbedStage, type EmbedStage, embedOptionsFromRun } from "../embed/index.ts";
 import type { DecodedRecord } from "../decode/types.ts";
+import { checkEmbedTeacher, createEmbedStage, type EmbedStage, embedOptionsFromRun } from "../embed/index.ts";
 import {
   createPolicy,
   type Policy,
@@ -29,6 +39,7 @@ import {
 import { createScoringEngine, type ScoringEngine } from "../score/engine.ts";
 import { loadTarget } from "../score/target-set.ts";
 import type { TargetSet } from "../score/types.ts";
+import { scorePoolRows } from "../score/window-scores.ts";
 import { createKafkaSink } from "../sink/kafka-sink.ts";
 import { buildWindowOutputs, nextOffsets, type OutputTopics, type RecordOutcome } from "../sink/outputs.ts";
 import { createKafkaSource } from "../source/kafka-source.ts";
@@ -51,7 +62,12 @@ export interface Pipeline {
 /** Observers of a running pipeline (the demo's progress line, benchmarks, tests). */
 export interface PipelineHooks {
   /** Called after a window's transaction committed, with every record's outcome. */
-  onWindowDelivered?(window: { id: string; seed: number; outcomes: readonly RecordOutcome[]; deliveredAt: number }): void;
+  onWindowDelivered?(window: {
+    id: string;
+    seed: number;
+    outcomes: readonly RecordOutcome[];
+    deliveredAt: number;
+  }): void;
 }
 
 /** A bounded run (`replay`): the input range and, optionally, the windows to re-form. */
@@ -130,7 +146,11 @@ export async function buildPipeline(
     );
   }
 
-  const engine: ScoringEngine = await createScoringEngine({ device: config.device, logger });
+  const engine: ScoringEngine = await createScoringEngine({
+    device: config.device,
+    logger,
+    threads: config.threads,
+  });
   metrics.provider.set({ provider: engine.provider }, 1);
   const decoder = await createDecoder(
     {
@@ -195,7 +215,9 @@ export async function buildPipeline(
       checkFinished();
     },
     onRecords: async (allRaws, generation, heartbeat) => {
-      const raws = range ? allRaws.filter((r) => range.inRange(r.source.partition, r.source.offset)) : allRaws;
+      const raws = range
+        ? allRaws.filter((r) => range.inRange(r.source.partition, r.source.offset))
+        : allRaws;
       if (raws.length === 0) return;
       range?.taken(raws[0].source.partition, raws.length);
       const decoded = await decoder.decodeBatch(raws);
@@ -225,7 +247,8 @@ export async function buildPipeline(
     // Records fetched before the latest rebalance are re-read by whoever owns their partition now.
     const live = batch.filter((t) => t.generation === currentGeneration).map((t) => t.record);
     const dropped = batch.length - live.length;
-    if (dropped > 0) range?.dropped(batch.filter((t) => t.generation !== currentGeneration).map((t) => t.record.source));
+    if (dropped > 0)
+      range?.dropped(batch.filter((t) => t.generation !== currentGeneration).map((t) => t.record.source));
     let delivered = false;
     try {
       if (dropped > 0) {
@@ -234,15 +257,20 @@ export async function buildPipeline(
       }
       if (live.length === 0) return;
       const generation = currentGeneration;
-      const plan = planWindow(live, bank, {
-        dim,
-        baseSeed: config.seed,
-        draws: config.draws,
-        batchSize: config.batchSize,
-        tau: config.tau,
-      }, recorded);
+      const plan = planWindow(
+        live,
+        bank,
+        {
+          dim,
+          baseSeed: config.seed,
+          draws: config.draws,
+          batchSize: config.batchSize,
+          tau: config.tau,
+        },
+        recorded,
+      );
       const tScore = performance.now();
-      const scores = await scoreWindow(engine, plan, config.tau, target);
+      const scores = await scorePoolRows(engine, plan.pool, plan.draws, config.tau, target);
       metrics.windowSeconds.observe({ stage: "score" }, (performance.now() - tScore) / 1000);
 
       const before = policy.snapshot();
@@ -304,7 +332,9 @@ export async function buildPipeline(
   };
 
   const windows$ = records$.pipe(
-    options.reproduce ? reformWindows(options.reproduce, logger) : cutWindows(config.lingerMs, config.windowSize),
+    options.reproduce
+      ? reformWindows(options.reproduce, logger)
+      : cutWindows(config.lingerMs, config.windowSize),
     // A separate step, so that embedding the next window overlaps with scoring this one.
     concatMap((w) => from(embedWindow(w))),
     concatMap((w) => from(processWindow(w))),
@@ -390,7 +420,11 @@ export async function buildPipeline(
           (config.policyFile ? readPolicyFile(config.policyFile) : undefined);
         policy = createPolicy(policySpec, { state: restored });
         logger.info(
-          { policyVersion: policy.version, restored: restored !== undefined, thresholds: policy.thresholds() },
+          {
+            policyVersion: policy.version,
+            restored: restored !== undefined,
+            thresholds: policy.thresholds(),
+          },
           restored ? "policy starts from a saved state" : "policy starts cold",
         );
         processing = lastValueFrom(windows$, { defaultValue: undefined }).catch((err: unknown) => fail(err));
@@ -408,48 +442,14 @@ export async function buildPipeline(
   };
 }
 
-interface WindowScores {
-  clip_score: Float32Array;
-  s_clip_loss: Float32Array;
-  normsim_2?: Float32Array;
-  normsim_inf?: Float32Array;
-}
-
-async function scoreWindow(
-  engine: ScoringEngine,
-  plan: WindowPlan,
-  tau: number,
-  target: TargetSet | undefined,
-): Promise<WindowScores | undefined> {
-  const n = plan.pool.scoredRows;
-  if (n === 0) return undefined;
-  const s = await engine.sClipLoss(plan.pool, plan.draws, tau);
-  const out: WindowScores = { clip_score: s.clipScore, s_clip_loss: s.sClipLoss };
-  if (target) {
-    const ns = await engine.normSim(plan.pool.image.subarray(0, n * plan.pool.dim), n, target);
-    out.normsim_2 = ns.normsim2;
-    out.normsim_inf = ns.normsimInf;
-  }
-  return out;
-}
-
-function decideWindow(plan: WindowPlan, scores: WindowScores | undefined, policy: Policy): RecordOutcome[] {
+function decideWindow(plan: WindowPlan, rows: ScoreRow[], policy: Policy): RecordOutcome[] {
   const outcomes: RecordOutcome[] = plan.records.map((record) => ({
     record,
     decision: "dead_letter",
     reason: record.failure?.code ?? "unknown",
   }));
-  if (!scores) return outcomes;
-  const rows = plan.scoredIndex.map((_, row) => {
-    const r: Record<string, number> = {
-      clip_score: scores.clip_score[row],
-      s_clip_loss: scores.s_clip_loss[row],
-    };
-    if (scores.normsim_2) r.normsim_2 = scores.normsim_2[row];
-    if (scores.normsim_inf) r.normsim_inf = scores.normsim_inf[row];
-    return r;
-  });
-  const decisions = policy.decide(rows as unknown as ScoreRow[]);
+  if (rows.length === 0) return outcomes;
+  const decisions = policy.decide(rows);
   plan.scoredIndex.forEach((ri, row) => {
     const d = decisions[row];
     outcomes[ri] = {
@@ -457,7 +457,7 @@ function decideWindow(plan: WindowPlan, scores: WindowScores | undefined, policy
       decision: d.decision,
       reason: d.reason,
       rule: d.rule ?? undefined,
-      scores: rows[row],
+      scores: rows[row] as unknown as Record<string, number>,
       thresholds: d.thresholds,
     };
   });
@@ -511,7 +511,10 @@ function cutWindows(lingerMs: number, windowSize: number): OperatorFunction<Tagg
  * Re-form recorded windows. Records no recorded window holds (the range went past the recorded run)
  * are cut as ordinary windows when the stream ends.
  */
-function reformWindows(manifests: readonly WindowManifest[], logger: Logger): OperatorFunction<Tagged, CutWindow> {
+function reformWindows(
+  manifests: readonly WindowManifest[],
+  logger: Logger,
+): OperatorFunction<Tagged, CutWindow> {
   return (records$) =>
     new Observable<CutWindow>((subscriber) => {
       const windower = new ReproduceWindower(manifests);
@@ -539,10 +542,16 @@ function reformWindows(manifests: readonly WindowManifest[], logger: Logger): Op
         error: (err) => subscriber.error(err),
         complete: () => {
           if (windower.remaining > 0) {
-            logger.warn({ windows: windower.remaining }, "recorded windows left incomplete: their records were not all read");
+            logger.warn(
+              { windows: windower.remaining },
+              "recorded windows left incomplete: their records were not all read",
+            );
           }
           if (strays.length > 0) {
-            logger.warn({ records: strays.length }, "records outside the recorded windows were cut into new windows");
+            logger.warn(
+              { records: strays.length },
+              "records outside the recorded windows were cut into new windows",
+            );
             subscriber.next({ batch: strays.splice(0) });
           }
           subscriber.complete();

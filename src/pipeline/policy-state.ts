@@ -5,9 +5,9 @@
  */
 import { readFileSync } from "node:fs";
 import type { Kafka } from "kafkajs";
-import { readTopicToEnd } from "../kafka/read-topic.ts";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
+import { readTopicToEnd } from "../kafka/read-topic.ts";
 import type { PolicyState } from "../policy/index.ts";
 import type { OutMessage } from "../sink/outputs.ts";
 import type { RunConfig } from "./config.ts";
@@ -71,7 +71,8 @@ export async function readPolicyState(
     },
     { timeoutMs },
   );
-  if (!complete) logger.warn({ topic: config.stateTopic }, "reading the policy state timed out; using what was read");
+  if (!complete)
+    logger.warn({ topic: config.stateTopic }, "reading the policy state timed out; using what was read");
   const own = states.get(stateKey(config.group, config.instanceId));
   if (own) return own;
   return latestKey ? states.get(latestKey) : undefined;

@@ -108,6 +108,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     broker = await brokersOrLocal(o.brokers, o.logger, `${prefix}-kafka-`);
     o.onBroker?.(broker);
     write(`broker: ${broker.brokers.join(",")}${broker.local ? " (local, stopped at the end)" : ""}\n`);
+    write(`topics: ${prefix}.{input,accepted,rejected,dead-letter,scores,windows}\n`);
     const kafka = new Kafka({ clientId: prefix, brokers: broker.brokers, logLevel: logLevel.NOTHING });
     for (const t of topics) await ensureTopic(kafka, t, 1);
 

@@ -40,7 +40,8 @@ export class ReproduceWindower {
 
   constructor(manifests: readonly WindowManifest[]) {
     const ordered = [...manifests].sort(
-      (a, b) => a.planned_at - b.planned_at || (a.window_id < b.window_id ? -1 : a.window_id > b.window_id ? 1 : 0),
+      (a, b) =>
+        a.planned_at - b.planned_at || (a.window_id < b.window_id ? -1 : a.window_id > b.window_id ? 1 : 0),
     );
     this.planned = ordered.map((manifest, i) => {
       const members = decodeRuns(manifest.members).map(coord);
@@ -74,7 +75,8 @@ export class ReproduceWindower {
       const text = new Float32Array(p.bank.length * dim);
       p.bank.forEach((ref, i) => {
         const row = this.bankRows.get(coord(ref));
-        if (!row) throw new Error(`recorded bank row ${ref.topic}/${ref.partition}/${ref.offset} was never seen`);
+        if (!row)
+          throw new Error(`recorded bank row ${ref.topic}/${ref.partition}/${ref.offset} was never seen`);
         image.set(row.image, i * dim);
         text.set(row.text, i * dim);
       });
@@ -90,7 +92,8 @@ export class ReproduceWindower {
           this.bankRows.set(c, { image: r.imageEmbedding, text: r.textEmbedding });
         }
       }
-      for (const ref of p.bank) if (this.lastBankUse.get(coord(ref)) === this.next) this.bankRows.delete(coord(ref));
+      for (const ref of p.bank)
+        if (this.lastBankUse.get(coord(ref)) === this.next) this.bankRows.delete(coord(ref));
       this.next++;
     }
     return out;

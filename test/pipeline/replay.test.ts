@@ -12,19 +12,52 @@ import { createTopics, readAll, testBrokers, testKafka, uniqueName } from "../he
 import { jsonRecord, syntheticPairs } from "../helpers/records.ts";
 
 const DIM = 16;
-const SETTINGS = ["--dim", String(DIM), "--window-size", "40", "--linger-ms", "200", "--bank-size", "60", "--draws", "3",
-  "--batch-size", "32", "--keep", "s_clip_loss=0.4", "--warmup", "0", "--transaction-timeout-ms", "10000", "--progress", "lines"];
+const SETTINGS = [
+  "--dim",
+  String(DIM),
+  "--window-size",
+  "40",
+  "--linger-ms",
+  "200",
+  "--bank-size",
+  "60",
+  "--draws",
+  "3",
+  "--batch-size",
+  "32",
+  "--keep",
+  "s_clip_loss=0.4",
+  "--warmup",
+  "0",
+  "--transaction-timeout-ms",
+  "10000",
+  "--progress",
+  "lines",
+];
 
 async function producePairs(kafka: Kafka, topic: string, n: number, seed: number): Promise<void> {
   const producer = kafka.producer();
   await producer.connect();
   const pairs = syntheticPairs(n, DIM, seed);
-  await producer.send({ topic, messages: pairs.map((p, i) => ({ key: p.uid, value: jsonRecord(p), partition: i % 2 })) });
+  await producer.send({
+    topic,
+    messages: pairs.map((p, i) => ({ key: p.uid, value: jsonRecord(p), partition: i % 2 })),
+  });
   await producer.disconnect();
 }
 
 function replayArgs(input: string, prefix: string, extra: string[] = []): string[] {
-  return ["replay", "--brokers", testBrokers().join(","), "--input", input, "--out-prefix", prefix, ...SETTINGS, ...extra];
+  return [
+    "replay",
+    "--brokers",
+    testBrokers().join(","),
+    "--input",
+    input,
+    "--out-prefix",
+    prefix,
+    ...SETTINGS,
+    ...extra,
+  ];
 }
 
 async function runToEnd(args: string[]): Promise<string> {
@@ -104,7 +137,9 @@ test("a replay killed mid-way and started again ends with exactly one output per
   assert.match(out, /resuming an interrupted replay/);
   await scoresBySource(kafka, `${prefix}.scores`, n);
   const outputs = await Promise.all(
-    [".accepted", ".rejected", ".dead-letter"].map((s) => readAll(kafka, `${prefix}${s}`, { idleMs: 1500, timeoutMs: 30_000 })),
+    [".accepted", ".rejected", ".dead-letter"].map((s) =>
+      readAll(kafka, `${prefix}${s}`, { idleMs: 1500, timeoutMs: 30_000 }),
+    ),
   );
   const sources = outputs.flat().map((m) => m.headers["clipsieve-source"]);
   assert.equal(new Set(sources).size, sources.length, "no duplicates");

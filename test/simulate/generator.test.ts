@@ -8,9 +8,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { isClipsieveError } from "../../src/common/errors.ts";
+import { silentLogger } from "../../src/common/logger.ts";
 import { makeDraws } from "../../src/score/draws.ts";
 import { createScoringEngine } from "../../src/score/engine.ts";
-import { silentLogger } from "../../src/common/logger.ts";
 import {
   createSimulation,
   DEFAULT_MIX,
@@ -45,7 +45,10 @@ test("every record is labelled, the shares follow the mix, uids are unique", () 
   for (const kind of SIM_KINDS) {
     assert.equal(counted[kind].length, reported[kind], kind);
     // Exact counts up to the rounding of count * share.
-    assert.ok(Math.abs(counted[kind].length - 5000 * DEFAULT_MIX[kind]) <= 1, `${kind}: ${counted[kind].length}`);
+    assert.ok(
+      Math.abs(counted[kind].length - 5000 * DEFAULT_MIX[kind]) <= 1,
+      `${kind}: ${counted[kind].length}`,
+    );
     total += counted[kind].length;
   }
   assert.equal(total, 5000);
@@ -90,7 +93,9 @@ test("shuffled and bursty streams of one seed hold the same records in another o
 
 test("bursty order emits runs of one topic or one site; shuffled does not", () => {
   const shareOfRepeats = (order: "shuffled" | "bursty") => {
-    const records = [...createSimulation({ count: 20_000, dim: 8, seed: 1, order, meanRunLength: 500 }).records()];
+    const records = [
+      ...createSimulation({ count: 20_000, dim: 8, seed: 1, order, meanRunLength: 500 }).records(),
+    ];
     let same = 0;
     for (let i = 1; i < records.length; i++) {
       const a = records[i - 1];
@@ -125,7 +130,10 @@ test("CLIP-like geometry: unit vectors, a modality gap, CLIPScore about 0.2-0.35
     imageImage += dot(records[i].imageEmbedding, records[i + 1000].imageEmbedding);
     imageText += dot(records[i].imageEmbedding, records[i + 1000].textEmbedding);
   }
-  assert.ok(imageImage / 500 > imageText / 500 + 0.2, `image-image ${imageImage / 500}, image-text ${imageText / 500}`);
+  assert.ok(
+    imageImage / 500 > imageText / 500 + 0.2,
+    `image-image ${imageImage / 500}, image-text ${imageText / 500}`,
+  );
 });
 
 test("the target set covers the aligned pairs' topics, not the off-target ones", () => {
@@ -142,7 +150,10 @@ test("the target set covers the aligned pairs' topics, not the off-target ones",
   };
   const records = [...sim.records()];
   const ns = byKind(records, (r) => normSimInf(r.imageEmbedding));
-  assert.ok(mean(ns.aligned) > mean(ns.off_target) + 0.1, `aligned ${mean(ns.aligned)}, off_target ${mean(ns.off_target)}`);
+  assert.ok(
+    mean(ns.aligned) > mean(ns.off_target) + 0.1,
+    `aligned ${mean(ns.aligned)}, off_target ${mean(ns.off_target)}`,
+  );
 });
 
 test("boilerplate: high CLIPScore, low s-CLIPLoss when the engine scores a batch", async () => {

@@ -43,13 +43,22 @@ test("the tally counts decisions, reasons, kinds and latencies", () => {
     ],
     3000,
   );
-  t.add([outcome("aligned", "accepted", "passed", 2000, 0.33), outcome("aligned", "dead_letter", "EMBEDDING_ZERO", 2000)], 5000);
+  t.add(
+    [
+      outcome("aligned", "accepted", "passed", 2000, 0.33),
+      outcome("aligned", "dead_letter", "EMBEDDING_ZERO", 2000),
+    ],
+    5000,
+  );
   assert.deepEqual(t.snapshot(), { decided: 6, accepted: 2, rejected: 3, deadLetter: 1 });
   assert.equal(t.byReason.get("rejected/below_keep_quantile"), 2);
   assert.equal(t.byKind.get("aligned")?.records, 4);
   assert.equal(t.byKind.get("aligned")?.accepted, 2);
   // Latencies: 2000, 2000, 1500, 1500, 3000, 3000 ms; first produced 1000, last delivered 5000.
-  assert.deepEqual([...t.latenciesMs].sort((a, b) => a - b), [1500, 1500, 2000, 2000, 3000, 3000]);
+  assert.deepEqual(
+    [...t.latenciesMs].sort((a, b) => a - b),
+    [1500, 1500, 2000, 2000, 3000, 3000],
+  );
   assert.equal(t.throughput(), 6 / 4);
   // CLIPScore alone, keeping the accepted share (2 of 6 -> top 1 of the 5 scored): the boilerplate.
   assert.deepEqual([...t.clipScoreOnly(2 / 6)], [["boilerplate", 1]]);

@@ -47,7 +47,10 @@ export async function resolvePosition(
       }
       for (const key of given.keys()) {
         if (!partitions.some((p) => p.partition === key)) {
-          throw new ClipsieveError("CONFIG_INVALID", `--${which} names partition ${key}, which ${topic} does not have`);
+          throw new ClipsieveError(
+            "CONFIG_INVALID",
+            `--${which} names partition ${key}, which ${topic} does not have`,
+          );
         }
       }
       return out;
@@ -75,13 +78,18 @@ export async function readManifests(kafka: Kafka, topic: string): Promise<Window
   const { complete } = await readTopicToEnd(kafka, topic, ({ message }) => {
     if (message.value) manifests.push(JSON.parse(message.value.toString()) as WindowManifest);
   });
-  if (!complete) throw new ClipsieveError("CONFIG_INVALID", `Reading the window manifests of ${topic} timed out.`);
-  if (manifests.length === 0) throw new ClipsieveError("CONFIG_INVALID", `${topic} holds no window manifests.`);
+  if (!complete)
+    throw new ClipsieveError("CONFIG_INVALID", `Reading the window manifests of ${topic} timed out.`);
+  if (manifests.length === 0)
+    throw new ClipsieveError("CONFIG_INVALID", `${topic} holds no window manifests.`);
   return manifests;
 }
 
 /** The input range the recorded windows cover, per partition: [first, last + 1). */
-function recordedRange(manifests: readonly WindowManifest[], input: string): { start: Offsets; end: Offsets } {
+function recordedRange(
+  manifests: readonly WindowManifest[],
+  input: string,
+): { start: Offsets; end: Offsets } {
   const start: Offsets = new Map();
   const end: Offsets = new Map();
   for (const m of manifests) {
@@ -102,7 +110,10 @@ async function ensureOutputTopics(kafka: Kafka, topics: string[], partitions: nu
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((t) => !existing.has(t));
     if (missing.length > 0) {
-      await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions })) });
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((topic) => ({ topic, numPartitions: partitions })),
+      });
     }
   } finally {
     await admin.disconnect();
@@ -113,7 +124,13 @@ async function ensureOutputTopics(kafka: Kafka, topics: string[], partitions: nu
  * A fresh replay group starts at `start`; a group that already committed offsets (an interrupted
  * replay started again) resumes from them. Returns where the run starts, per partition.
  */
-async function positionGroup(kafka: Kafka, groupId: string, topic: string, start: Offsets, logger: Logger): Promise<Offsets> {
+async function positionGroup(
+  kafka: Kafka,
+  groupId: string,
+  topic: string,
+  start: Offsets,
+  logger: Logger,
+): Promise<Offsets> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -139,17 +156,36 @@ async function positionGroup(kafka: Kafka, groupId: string, topic: string, start
 export function registerReplayCommand(program: Command): void {
   const replay = program
     .command("replay")
-    .description("Rescore a closed range of a topic into versioned topics <prefix>.*, exactly once, then stop")
+    .description(
+      "Rescore a closed range of a topic into versioned topics <prefix>.*, exactly once, then stop",
+    )
     .option("--input <topic>", "topic to replay")
     .option("--start <position>", "beginning | <partition>:<offset>,... | ISO time (default: beginning)")
     .option("--end <position>", "now | <partition>:<offset>,... | ISO time, exclusive (default: now)")
-    .requiredOption("--out-prefix <name>", "outputs go to <name>.accepted, .rejected, .dead-letter, .scores, .windows")
-    .option("--reproduce <windows topic>", "re-form the windows recorded in this windows topic (same scores, bit for bit)")
-    .addOption(new Option("--progress <mode>", "progress display").choices(["auto", "bar", "lines", "none"]).default("auto"));
+    .requiredOption(
+      "--out-prefix <name>",
+      "outputs go to <name>.accepted, .rejected, .dead-letter, .scores, .windows",
+    )
+    .option(
+      "--reproduce <windows topic>",
+      "re-form the windows recorded in this windows topic (same scores, bit for bit)",
+    )
+    .addOption(
+      new Option("--progress <mode>", "progress display")
+        .choices(["auto", "bar", "lines", "none"])
+        .default("auto"),
+    );
   addFilterOptions(replay).action(async (opts: Record<string, unknown>) => {
     const logger = createLogger("replay");
     const prefix = String(opts.outPrefix);
-    const { start: startFlag, end: endFlag, outPrefix: _p, reproduce: reproduceTopic, progress, ...filterOpts } = opts;
+    const {
+      start: startFlag,
+      end: endFlag,
+      outPrefix: _p,
+      reproduce: reproduceTopic,
+      progress,
+      ...filterOpts
+    } = opts;
     const config = configFromOptions(filterOpts, {
       group: `clipsieve-replay-${prefix}`,
       accepted: `${prefix}.accepted`,
@@ -160,9 +196,14 @@ export function registerReplayCommand(program: Command): void {
       stateTopic: `${prefix}.policy-state`,
       instanceId: "replay",
     });
-    const kafka = new Kafka({ clientId: "clipsieve-replay", brokers: config.brokers, logLevel: logLevel.NOTHING });
+    const kafka = new Kafka({
+      clientId: "clipsieve-replay",
+      brokers: config.brokers,
+      logLevel: logLevel.NOTHING,
+    });
 
-    const manifests = typeof reproduceTopic === "string" ? await readManifests(kafka, reproduceTopic) : undefined;
+    const manifests =
+      typeof reproduceTopic === "string" ? await readManifests(kafka, reproduceTopic) : undefined;
     let start: Offsets;
     let end: Offsets;
     if (manifests && startFlag === undefined && endFlag === undefined) {
@@ -186,7 +227,11 @@ export function registerReplayCommand(program: Command): void {
       console.log(`nothing to replay: no records of ${config.input} in the range are left to deliver`);
       return;
     }
-    const bar = createProgress({ label: `replay ${config.input} -> ${prefix}.*`, total: range.total, mode: String(progress) });
+    const bar = createProgress({
+      label: `replay ${config.input} -> ${prefix}.*`,
+      total: range.total,
+      mode: String(progress),
+    });
     const pipeline = await buildPipeline(config, logger, undefined, {
       range,
       reproduce: manifests,
@@ -197,7 +242,9 @@ export function registerReplayCommand(program: Command): void {
       await pipeline.start();
       await pipeline.done;
       bar.stop();
-      console.log(`replayed ${range.delivered} records of ${config.input} into ${prefix}.{accepted,rejected,dead-letter,scores,windows}`);
+      console.log(
+        `replayed ${range.delivered} records of ${config.input} into ${prefix}.{accepted,rejected,dead-letter,scores,windows}`,
+      );
     } finally {
       release();
     }

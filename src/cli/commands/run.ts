@@ -26,14 +26,19 @@ export function addFilterOptions(command: Command): Command {
     .option("--dim <d>", "embedding dimension (default: the target's, else 768)")
     .option("--model <name>", "teacher model records must name (default: the target's)")
     .option("--target <file>", "target set (artifact, or .npy/.npz of target image embeddings)")
-    .addOption(new Option("--device <device>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]))
+    .addOption(
+      new Option("--device <device>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]),
+    )
+    .option("--threads <n>", "onnxruntime threads (default: all cores; set to the container's CPU limit)")
     .option("--keep <score=fraction>", "top fraction (stage 1), e.g. s_clip_loss=0.3")
     .option("--then <score=fraction>", "second stage, fraction of the whole stream, e.g. normsim_inf=0.2")
     .option("--threshold <score>=value>", "fixed threshold, e.g. s_clip_loss>=0.1 (repeatable)", collect)
     .option("--warmup <n>", "records before the quantile sketch is trusted (default 10000)")
     .option("--warmup-mode <mode>", "provisional | accept | reject (see docs/policy.md)")
     .option("--policy-file <file>", "start the policy from this state (e.g. from `calibrate`)")
-    .addOption(new Option("--delivery <mode>", "delivery guarantee").choices(["exactly-once", "at-least-once"]))
+    .addOption(
+      new Option("--delivery <mode>", "delivery guarantee").choices(["exactly-once", "at-least-once"]),
+    )
     .option("--instance-id <id>", "stable id of this instance (default: host name)")
     .option("--transaction-timeout-ms <ms>", "Kafka transaction timeout (default 30000)")
     .option("--session-timeout-ms <ms>", "consumer group session timeout (default 30000)")
@@ -47,16 +52,23 @@ export function addFilterOptions(command: Command): Command {
     .option("--fetch-concurrency-per-host <n>", "image fetches in flight per host (default 4)")
     .option("--max-image-bytes <n>", "largest image accepted (default 16777216)")
     .option("--fetch-allow-private-addresses", "fetch images from private and loopback addresses")
-    .option("--teacher-check-rate <f>", "fraction of records whose caption is re-encoded to check the teacher (default 0.01)")
+    .option(
+      "--teacher-check-rate <f>",
+      "fraction of records whose caption is re-encoded to check the teacher (default 0.01)",
+    )
     .option("--metrics-port <port>", "serve Prometheus /metrics and /healthz on this port");
 }
 
 /** Merge defaults, the config file, CLIPSIEVE_* variables and flags into one validated config. */
-export function configFromOptions(opts: Record<string, unknown>, overrides: Record<string, unknown> = {}): RunConfig {
+export function configFromOptions(
+  opts: Record<string, unknown>,
+  overrides: Record<string, unknown> = {},
+): RunConfig {
   // `--then` is `thenKeep` in the config (a `then` key would make the object look like a promise).
   const { config: configPath, then: thenKeep, ...rest } = opts;
   return resolveRunConfig({
-    file: typeof configPath === "string" ? { path: configPath, values: configFromFile(configPath) } : undefined,
+    file:
+      typeof configPath === "string" ? { path: configPath, values: configFromFile(configPath) } : undefined,
     env: configFromEnv(),
     flags: { ...rest, thenKeep, ...overrides },
   });
@@ -85,7 +97,9 @@ export function closeOnSignals(pipeline: Pipeline, logger: ReturnType<typeof cre
 export function registerRunCommand(program: Command): void {
   const run = program
     .command("run")
-    .description("Filter a Kafka topic of image-text records into accepted / rejected / dead-letter, exactly once")
+    .description(
+      "Filter a Kafka topic of image-text records into accepted / rejected / dead-letter, exactly once",
+    )
     .option("--group <id>", "consumer group id")
     .option("--input <topic>", "input topic")
     .option("--accepted <topic>", "accepted topic")
