@@ -5,6 +5,7 @@
  *
  *   node src/bench/e2e-worker.ts '<WorkerJob as JSON>'
  */
+import "../common/quiet-warnings.ts";
 import { createLogger } from "../common/logger.ts";
 import type { RunConfigInput } from "../pipeline/config.ts";
 import { resolveRunConfig } from "../pipeline/config.ts";

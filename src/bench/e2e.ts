@@ -39,11 +39,13 @@ export interface E2eOptions {
   seed: number;
   /** Seconds of the steady-rate runs. */
   steadySeconds: number;
+  /** Backlog runs of each kind; the fastest counts. */
+  repeats: number;
   logger: Logger;
   progress(line: string): void;
 }
 
-export const E2E_DEFAULTS = { count: 16_384, dim: 768, seed: 0, steadySeconds: 20 };
+export const E2E_DEFAULTS = { count: 16_384, dim: 768, seed: 0, steadySeconds: 20, repeats: 2 };
 
 export interface E2eRun {
   name: string;
@@ -149,13 +151,25 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
       expected,
       flags,
     });
-    record("passthrough", "backlog", await runWorker(job("passthrough", backlog, o.count, base)));
-    const filter = await runWorker(job("filter", backlog, o.count, filterFlags));
+    // The machine may be shared: each backlog run goes `repeats` times and the fastest counts.
+    const best = async (name: string, make: () => WorkerJob): Promise<WorkerResult> => {
+      const results: WorkerResult[] = [];
+      for (let i = 0; i < o.repeats; i++) results.push(await runWorker(make()));
+      const top = results.reduce((a, b) => (b.recordsPerSecond > a.recordsPerSecond ? b : a));
+      o.progress(`${name}: ${results.map((x) => Math.round(x.recordsPerSecond)).join(", ")} records/s`);
+      return top;
+    };
+    record(
+      "passthrough",
+      "backlog",
+      await best("passthrough", () => job("passthrough", backlog, o.count, base)),
+    );
+    const filter = await best("filter", () => job("filter", backlog, o.count, filterFlags));
     record("filter", "backlog", filter);
     record(
       "filter, K = 1",
       "backlog",
-      await runWorker(job("filter", backlog, o.count, { ...filterFlags, draws: 1 })),
+      await best("filter, K = 1", () => job("filter", backlog, o.count, { ...filterFlags, draws: 1 })),
     );
 
     // Steady rate: half of what the filter sustains on a backlog, so neither run builds a backlog.
@@ -200,7 +214,7 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
   }
 }
 
-const s = (x: number) => `${x.toFixed(1)} s`;
+const s = (x: number) => `${x.toFixed(2)} s`;
 
 export function formatE2eReport(r: E2eReport): string {
   const pass = r.runs.find((x) => x.phase === "backlog" && x.result.mode === "passthrough")?.result;
@@ -217,28 +231,30 @@ export function formatE2eReport(r: E2eReport): string {
       pass && phase === "backlog"
         ? `${Math.round((100 * result.recordsPerSecond) / pass.recordsPerSecond)}%`
         : "-";
+    // On a backlog a record's latency is mostly how long it sat on the topic before the run began.
+    const latency = (ms: number) => (phase === "steady" ? `${(ms / 1000).toFixed(2)} s` : "-");
     lines.push(
       `| ${phase}: ${name} | ${result.records} | ${Math.round(result.recordsPerSecond)} | ${share} | ` +
-        `${(result.latencyP50Ms / 1000).toFixed(2)} s | ${(result.latencyP99Ms / 1000).toFixed(2)} s | ${Math.round(result.peakRssMiB)} MiB |`,
+        `${latency(result.latencyP50Ms)} | ${latency(result.latencyP99Ms)} | ${Math.round(result.peakRssMiB)} MiB |`,
     );
   }
-  lines.push("", "Where the time goes in the backlog runs (seconds summed over windows):", "");
   lines.push(
-    "| run | wall | decode | score | policy | outputs + deliver | of which Produce requests | of which commit requests |",
+    "",
+    "Where the time goes in the backlog runs (seconds, summed over windows; a stage's time can overlap the next fetch's decoding):",
+    "",
+    "| run | wall | decode | score | policy | build outputs + deliver | of which Produce requests | of which commit requests |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   );
-  lines.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const { name, phase, result } of r.runs) {
     if (phase !== "backlog") continue;
     const st = result.stages;
-    if (result.mode === "passthrough") {
-      lines.push(
-        `| ${name} | ${s(result.seconds)} | ${s(st.decode)} | - | - | ${s(st.outputs + st.deliver)} | ${s(st.produceRequests)} | ${s(st.commitRequests)} |`,
-      );
-    } else {
-      lines.push(
-        `| ${name} | ${s(result.seconds)} | (as passthrough) | ${s(st.score ?? 0)} | ${s(st.policy ?? 0)} | ${s(st.deliver ?? 0)} | - | - |`,
-      );
-    }
+    lines.push(
+      result.mode === "passthrough"
+        ? `| ${name} | ${s(result.seconds)} | ${s(st.decode)} | - | - | ${s(st.outputs + st.deliver)} | ` +
+            `${s(st.produceRequests)} | ${s(st.commitRequests)} |`
+        : `| ${name} | ${s(result.seconds)} | (as the passthrough) | ${s(st.score ?? 0)} | ${s(st.policy ?? 0)} | ` +
+            `${s(st.deliver ?? 0)} | | |`,
+    );
   }
   lines.push("", `Benchmark time: ${(r.totalSeconds / 60).toFixed(1)} min.`);
   return lines.join("\n");

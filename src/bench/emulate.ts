@@ -1,10 +1,11 @@
 /**
- * The filter's window -> score -> policy -> bank loop without Kafka, for trying window designs the
- * filter does not have yet. It calls the modules the pipeline calls, in the pipeline's order
+ * The filter's window -> score -> policy -> bank loop without Kafka, for studies that need many runs
+ * and for trying window designs. It calls the modules the pipeline calls, in the pipeline's order
  * (decoder, planWindow, engine.sClipLoss + engine.normSim, policy.decide, bank.push), on records with
  * the coordinates they have on the study's input topic (one partition, offsets 0..N-1), so window ids,
- * seeds and draws are the filter's. The fidelity study checks that, run with the filter's own window
- * cut, it reproduces the filter's decisions exactly, before it reports a design the filter lacks.
+ * seeds and draws are the filter's. The fidelity study runs the filter itself through Kafka beside it
+ * and stops unless the two decide every record alike. If the pipeline's window loop changes, this
+ * file must follow it.
  */
 import { createDecoder } from "../decode/decoder.ts";
 import { encodeJsonRecord } from "../decode/encode.ts";
@@ -31,8 +32,9 @@ export interface EmulateOptions {
   thenKeep: string;
   warmup: number;
   /**
-   * The design under test: while the bank is not yet full, cut the window at windowSize plus the
-   * bank's free rows, so every pool, the first included, has windowSize + bankSize rows.
+   * As the filter does: while the bank is not yet full, cut the window at windowSize plus the bank's
+   * free rows, so every pool, the first included, has windowSize + bankSize rows. False: every
+   * window has windowSize records (how the filter cut windows before).
    */
   primeBank: boolean;
 }

@@ -2,6 +2,7 @@
  * The command line. Each command lives in `commands/<name>.ts` and registers itself on the program;
  * this file only wires them together and turns errors into exit codes (the only place that does).
  */
+import "../common/quiet-warnings.ts";
 import { Command, CommanderError } from "commander";
 import { isClipsieveError } from "../common/errors.ts";
 import { registerBenchCommand } from "./commands/bench.ts";

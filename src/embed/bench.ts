@@ -16,7 +16,6 @@ import sharp from "sharp";
 import { silentLogger } from "../common/logger.ts";
 import type { DecodedRecord } from "../decode/types.ts";
 import { openEncoders } from "./encoders.ts";
-import { createImageFetcher } from "./fetch.ts";
 import { readModelFolder } from "./model-dir.ts";
 import { EMBED_DEFAULTS } from "./options.ts";
 import { preprocessImage, tensorSize } from "./preprocess.ts";

@@ -22,7 +22,8 @@ export interface EmbedOptions {
   /**
    * Give up on a record's image this long after the window asked for it, whatever is left: the time
    * waiting for a slot on its host, every retry and every back-off. This is what bounds a window's
-   * embed time when a host is slow or down.
+   * embed time when a host is slow or down. A fetch that only starts later (fetches start as the
+   * encoders make room, `maxPreparedImages`) still gets one whole try of `fetchTimeoutMs`.
    */
   fetchDeadlineMs?: number;
   /** Retries of a fetch that timed out, lost its connection or got 408, 429 or a 5xx. */

@@ -173,7 +173,11 @@ async function embedImages(
     } else {
       const t = performance.now();
       try {
-        bytes = await fetcher.fetch(job.record.url as string, deadline);
+        // A fetch that starts late because the encoders are slow still gets one whole try.
+        bytes = await fetcher.fetch(
+          job.record.url as string,
+          Math.max(deadline, Date.now() + opts.fetchTimeoutMs),
+        );
       } finally {
         timings.fetchSeconds += (performance.now() - t) / 1000;
       }
@@ -216,9 +220,13 @@ async function embedImages(
       batch.forEach((p, i) => {
         pixels.set(p.pixels, i * size);
       });
-      const t = performance.now();
-      const out = await exclusive(() => encoders.encodeImages(pixels, batch.length));
-      timings.imageEncoderSeconds += (performance.now() - t) / 1000;
+      // Timed inside the turn: waiting for the text encoder to finish is not image-encoder time.
+      const out = await exclusive(async () => {
+        const t = performance.now();
+        const result = await encoders.encodeImages(pixels, batch.length);
+        timings.imageEncoderSeconds += (performance.now() - t) / 1000;
+        return result;
+      });
       batch.forEach((p, i) => {
         const row = out.slice(i * folder.dim, (i + 1) * folder.dim);
         const problem = checkRow(row, 0, folder.dim);
@@ -245,9 +253,12 @@ async function embedTexts(jobs: TextJob[], parts: Parts, timings: EmbedTimings):
     const t0 = performance.now();
     const { ids, mask } = tokenizer.batch(batch.map((j) => j.text));
     timings.tokenizeSeconds += (performance.now() - t0) / 1000;
-    const t1 = performance.now();
-    const out = await exclusive(() => encoders.encodeTexts(ids, mask, batch.length));
-    timings.textEncoderSeconds += (performance.now() - t1) / 1000;
+    const out = await exclusive(async () => {
+      const t1 = performance.now();
+      const result = await encoders.encodeTexts(ids, mask, batch.length);
+      timings.textEncoderSeconds += (performance.now() - t1) / 1000;
+      return result;
+    });
     batch.forEach((job, i) => {
       const row = out.slice(i * folder.dim, (i + 1) * folder.dim);
       const problem = checkRow(row, 0, folder.dim);

@@ -6,23 +6,13 @@
  * queued, or abort it when draining takes too long, then close the producer, consumer and engine.
  *
  * Flow: fetched batches are decoded at once (cheap, and bad records are marked, not thrown) and pushed
- * into an rxjs stream that cuts windows by size or linger time (`bufferTime`). Windows are processed one
+ * into an rxjs stream that cuts windows by size or linger time (`cutWindows`). Windows are processed one
  * at a time (`concatMap`): score in onnxruntime (off the event loop, on its own threads), decide, deliver
  * in one transaction. The source waits while more than `maxQueuedWindows` windows of records are
  * fetched but not delivered: explicit backpressure that bounds memory at any input rate.
  */
 import { Kafka, logLevel } from "kafkajs";
-import {
-  bufferTime,
-  concatMap,
-  filter,
-  from,
-  lastValueFrom,
-  map,
-  Observable,
-  type OperatorFunction,
-  Subject,
-} from "rxjs";
+import { concatMap, from, lastValueFrom, Observable, type OperatorFunction, Subject } from "rxjs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { createPipelineMetrics, type PipelineMetrics, serveMetrics } from "../common/metrics.ts";
@@ -185,9 +175,24 @@ export async function buildPipeline(
   });
 
   // ---- intake and backpressure ----
+  const reforming = { waiting: 0 };
   const records$ = new Subject<Tagged>();
   let undelivered = 0;
-  const maxUndelivered = config.maxQueuedWindows * config.windowSize;
+  // A primed first window (below) holds windowSize + bankSize records: intake must not pause before.
+  const maxUndelivered = Math.max(
+    config.maxQueuedWindows * config.windowSize,
+    config.windowSize + config.bankSize,
+  );
+  // Records in windows cut but not yet pushed to the bank: the bank's rows to come.
+  let cutNotBanked = 0;
+  /**
+   * While the bank is not full, a window takes windowSize records plus the bank's free rows, so that
+   * every pool has windowSize + bankSize rows from the first window on. A smaller pool gives every
+   * score a smaller normaliser, and the policy's sketch, which keeps all it has seen, would judge the
+   * rest of the stream against those inflated scores.
+   */
+  const windowLimit = () =>
+    config.windowSize + (bank ? Math.max(0, bank.capacity - bank.size - cutNotBanked) : 0);
   let roomWaiters: (() => void)[] = [];
   const releaseRoom = () => {
     const w = roomWaiters;
@@ -223,7 +228,13 @@ export async function buildPipeline(
       const decoded = await decoder.decodeBatch(raws);
       undelivered += decoded.length;
       for (const record of decoded) records$.next({ record, generation });
-      while (undelivered > maxUndelivered && !stopping && generation === currentGeneration) {
+      // Records a re-formed window still waits for do not count: holding back the fetch would starve
+      // the very window they wait on (its other members are in partitions not yet read).
+      while (
+        undelivered - reforming.waiting > maxUndelivered &&
+        !stopping &&
+        generation === currentGeneration
+      ) {
         await new Promise<void>((resolve) => {
           roomWaiters.push(resolve);
           setTimeout(resolve, 1000);
@@ -326,6 +337,7 @@ export async function buildPipeline(
       // Not delivered (aborted by a rebalance): those records will be taken again.
       if (!delivered && range && live.length > 0) range.dropped(live.map((r) => r.source));
       undelivered -= batch.length;
+      if (bank && !recorded) cutNotBanked -= batch.length;
       releaseRoom();
       checkFinished();
     }
@@ -333,8 +345,10 @@ export async function buildPipeline(
 
   const windows$ = records$.pipe(
     options.reproduce
-      ? reformWindows(options.reproduce, logger)
-      : cutWindows(config.lingerMs, config.windowSize),
+      ? reformWindows(options.reproduce, logger, reforming)
+      : cutWindows(config.lingerMs, windowLimit, (n) => {
+          if (bank) cutNotBanked += n;
+        }),
     // A separate step, so that embedding the next window overlaps with scoring this one.
     concatMap((w) => from(embedWindow(w))),
     concatMap((w) => from(processWindow(w))),
@@ -497,50 +511,89 @@ async function deliverWithRetry(deliver: () => Promise<void>, logger: Logger, at
   }
 }
 
-/** Cut windows by size, or by linger time once a window has records (rxjs `bufferTime`). */
-function cutWindows(lingerMs: number, windowSize: number): OperatorFunction<Tagged, CutWindow> {
+/**
+ * Cut windows by size (`limit()`, asked at every record) or `lingerMs` after a window's first record.
+ * `onCut` hears each window's size as it is cut.
+ */
+function cutWindows(
+  lingerMs: number,
+  limit: () => number,
+  onCut: (records: number) => void,
+): OperatorFunction<Tagged, CutWindow> {
   return (records$) =>
-    records$.pipe(
-      bufferTime(lingerMs, null, windowSize),
-      filter((batch) => batch.length > 0),
-      map((batch) => ({ batch })),
-    );
+    new Observable<CutWindow>((subscriber) => {
+      let batch: Tagged[] = [];
+      let timer: NodeJS.Timeout | undefined;
+      const cut = () => {
+        clearTimeout(timer);
+        timer = undefined;
+        if (batch.length === 0) return;
+        const out = batch;
+        batch = [];
+        onCut(out.length);
+        subscriber.next({ batch: out });
+      };
+      const subscription = records$.subscribe({
+        next: (t) => {
+          if (batch.length === 0) timer = setTimeout(cut, lingerMs);
+          batch.push(t);
+          if (batch.length >= limit()) cut();
+        },
+        error: (err) => subscriber.error(err),
+        complete: () => {
+          cut();
+          subscriber.complete();
+        },
+      });
+      return () => {
+        clearTimeout(timer);
+        subscription.unsubscribe();
+      };
+    });
 }
 
 /**
  * Re-form recorded windows. Records no recorded window holds (the range went past the recorded run)
- * are cut as ordinary windows when the stream ends.
+ * are cut into ordinary windows once every recorded window is formed, or when the stream ends.
+ * `held.waiting` reports how many records wait here, so that the backpressure does not count them.
  */
 function reformWindows(
   manifests: readonly WindowManifest[],
   logger: Logger,
+  held: { waiting: number },
 ): OperatorFunction<Tagged, CutWindow> {
   return (records$) =>
     new Observable<CutWindow>((subscriber) => {
       const windower = new ReproduceWindower(manifests);
       const generations = new Map<DecodedRecord, number>();
       const strays: Tagged[] = [];
+
+      const take = (t: Tagged): void => {
+        if (!windower.holds(t.record.source)) {
+          strays.push(t);
+          if (windower.remaining === 0) subscriber.next({ batch: strays.splice(0) });
+          return;
+        }
+        generations.set(t.record, t.generation);
+        for (const w of windower.add([t.record])) {
+          const batch = w.records.map((record) => ({ record, generation: generations.get(record) ?? 0 }));
+          for (const r of w.records) generations.delete(r);
+          subscriber.next({ batch, recorded: w.recorded });
+        }
+      };
+
       return records$.subscribe({
         next: (t) => {
-          if (!windower.holds(t.record.source)) {
-            strays.push(t);
-            // Once every recorded window is re-formed, strays flow on as ordinary windows.
-            if (windower.remaining === 0) subscriber.next({ batch: strays.splice(0) });
-            return;
-          }
-          generations.set(t.record, t.generation);
           try {
-            for (const w of windower.add([t.record])) {
-              const batch = w.records.map((record) => ({ record, generation: generations.get(record) ?? 0 }));
-              for (const r of w.records) generations.delete(r);
-              subscriber.next({ batch, recorded: w.recorded });
-            }
+            take(t);
           } catch (err) {
             subscriber.error(err);
           }
+          held.waiting = generations.size + strays.length;
         },
         error: (err) => subscriber.error(err),
         complete: () => {
+          held.waiting = 0;
           if (windower.remaining > 0) {
             logger.warn(
               { windows: windower.remaining },

@@ -109,16 +109,10 @@ async function waitForCoordinators(brokers: string[]): Promise<void> {
 }
 
 /**
- * Two kafkajs 2.2.4 notices that would greet a first run and mean nothing to its user: a
- * TimeoutNegativeWarning from a timer it arms with a negative delay on Node 24 (Node clamps it to
- * 1 ms), and the notice that its default partitioner changed in 2.0. Every other warning still prints.
+ * kafkajs 2.2.4 logs, at warn level, that its default partitioner changed in 2.0: noise for a user of
+ * the demo or a benchmark, whose producers use the default knowingly. (Its TimeoutNegativeWarning is
+ * dropped for every command by src/common/quiet-warnings.ts.)
  */
 export function quietKafkajsNotices(): void {
   process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= "1";
-  const defaults = process.listeners("warning");
-  process.removeAllListeners("warning");
-  process.on("warning", (warning) => {
-    if (warning.name === "TimeoutNegativeWarning") return;
-    for (const listener of defaults) listener(warning);
-  });
 }

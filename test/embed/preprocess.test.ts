@@ -92,6 +92,43 @@ test("a solid colour image: resized down, up and cropped, every value is CLIP's 
   }
 });
 
+/**
+ * A horizontal ramp: bicubic resampling reproduces a linear function exactly (Catmull-Rom interpolates
+ * it; an anti-aliasing kernel is symmetric and sums to one), so away from the left and right edges the
+ * expected value is the ramp at the source position PIL samples, (x + 0.5) * w / W - 0.5, within the
+ * rounding to 8 bits. A sampling grid shifted by a quarter pixel would already miss.
+ */
+async function checkRamp(w: number, h: number, ramp: (u: number) => number, skip: number): Promise<void> {
+  const S8 = 224;
+  const big: PreprocessSpec = { ...spec, shortestEdge: S8, cropHeight: S8, cropWidth: S8 };
+  const image = await png(w, h, (x) => [ramp(x), 100, 255 - ramp(x)]);
+  const out = new Float32Array(3 * S8 * S8);
+  await preprocessImage(image, big, PIXELS, out);
+  const resized = resizedSize(w, h, S8);
+  const left = roundHalfEven((resized.width - S8) / 2);
+  let worst = 0;
+  for (let y = 0; y < S8; y += 37) {
+    for (let x = skip; x < S8 - skip; x++) {
+      const u = ((x + left + 0.5) * w) / resized.width - 0.5;
+      const got = (out[y * S8 + x] * STD[0] + MEAN[0]) * 255;
+      worst = Math.max(worst, Math.abs(got - ramp(u)));
+      assert.ok(Math.abs(got - ramp(u)) < 0.55, `${w} x ${h}: column ${x} is ${got}, expected ${ramp(u)}`);
+      assert.ok(Math.abs(out[S8 * S8 + y * S8 + x] - normalise(100, 1)) < 1e-6);
+    }
+  }
+  assert.ok(worst < 0.55);
+}
+
+test("upscaling samples where PIL's BICUBIC does: a ramp stays a ramp", async () => {
+  // 120 x 90 -> 298 x 224, crop from column 37.
+  await checkRamp(120, 90, (u) => 2 * u, 0);
+});
+
+test("downscaling too, away from the edges", async () => {
+  // 250 x 400 -> 224 x 358, the crop spans the width: 4 columns at each edge are left out.
+  await checkRamp(250, 400, (u) => u, 4);
+});
+
 test("no resize needed: the centre crop starts at round((w - S) / 2) and the layout is CHW", async () => {
   const pixel = (x: number, y: number): [number, number, number] => [x * 20, y * 19, (x + y) * 7];
   for (const [w, h, left, top] of [

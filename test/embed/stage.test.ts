@@ -174,6 +174,20 @@ test("a window mixing good records and every failure kind: each bad one is marke
   }
 });
 
+test("a fetch that starts after the window's deadline still gets one whole try", async () => {
+  // Deadline 1 ms: every fetch starts after it, as when slow encoders hold the fetches back.
+  const stage = await createEmbedStage({ ...options(), fetchDeadlineMs: 1, fetchTimeoutMs: 5000 });
+  try {
+    const r = record({ uid: "late", text: CAPTION, url: server.url("/teal.png") });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await stage.embed([r]);
+    assert.equal(r.failure, undefined, r.failure?.message);
+    assertVector(r.imageEmbedding, expectedImageEmbedding(solidTensor(TEAL)), "late image");
+  } finally {
+    await stage.close();
+  }
+});
+
 test("the teacher check dead-letters a record whose given text embedding is not this teacher's", async () => {
   const stage = await createEmbedStage({ ...options(), teacherCheckRate: 1 });
   try {

@@ -1,3 +1,4 @@
+import "../../src/common/quiet-warnings.ts";
 import { randomUUID } from "node:crypto";
 import { Kafka, logLevel } from "kafkajs";
 

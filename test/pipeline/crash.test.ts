@@ -107,7 +107,7 @@ async function assertExactlyOnce(kafka: Kafka, t: FilterTopics, n: number, log: 
 test("SIGKILL mid-stream, then restart: nothing lost, nothing duplicated", async () => {
   const kafka = testKafka();
   const t = await filterTopics(kafka, 2);
-  const n = 3000;
+  const n = 1500;
   await produce(kafka, t.input, n, 2, 11);
   const first = spawnClipsieve(filterArgs(t, [...FAST, "--instance-id", "crashy"]));
   await waitFor(
@@ -129,7 +129,7 @@ test("SIGKILL mid-stream, then restart: nothing lost, nothing duplicated", async
 test("two filters in one group, one killed: the other takes over, nothing lost or doubled", async () => {
   const kafka = testKafka();
   const t = await filterTopics(kafka, 4);
-  const n = 4000;
+  const n = 2000;
   await produce(kafka, t.input, n, 4, 12);
   const a = spawnClipsieve(filterArgs(t, [...FAST, "--instance-id", "a"]));
   const b = spawnClipsieve(filterArgs(t, [...FAST, "--instance-id", "b"]));

@@ -114,7 +114,7 @@ test("a replay killed mid-way and started again ends with exactly one output per
   const kafka = testKafka();
   const input = uniqueName("replay-kill");
   await createTopics(kafka, [input], 2);
-  const n = 1200;
+  const n = 600;
   await producePairs(kafka, input, n, 22);
   const prefix = uniqueName("d");
   const args = replayArgs(input, prefix, ["--instance-id", "x"]);
@@ -126,7 +126,7 @@ test("a replay killed mid-way and started again ends with exactly one output per
   for (;;) {
     const offsets = await admin.fetchTopicOffsets(`${prefix}.scores`).catch(() => []);
     const hw = offsets.reduce((s, o) => s + Number(o.high), 0);
-    if (hw >= 200) break;
+    if (hw >= 120) break;
     assert.ok(Date.now() < deadline, `no progress\n${first.output()}`);
     await new Promise((r) => setTimeout(r, 100));
   }

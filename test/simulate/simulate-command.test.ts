@@ -13,6 +13,7 @@ import { readTargetSet } from "../../src/score/target-set.ts";
 import { createSimulation, SIM_MODEL } from "../../src/simulate/generator.ts";
 import { exited, spawnClipsieve } from "../helpers/filter.ts";
 import { readAll, testBrokers, testKafka, uniqueName } from "../helpers/kafka.ts";
+import { startSchemaRegistry } from "../helpers/schema-registry.ts";
 
 test("simulate writes the labelled stream and its target set", async () => {
   const kafka = testKafka();
@@ -82,6 +83,55 @@ test("simulate writes the labelled stream and its target set", async () => {
     assert.equal(target.rows, want.rows);
     assert.deepEqual(target.embeddings, want.data);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("simulate --format avro writes Confluent-framed Avro the decoder reads", async () => {
+  const registry = await startSchemaRegistry();
+  const kafka = testKafka();
+  const topic = uniqueName("sim-avro");
+  const dir = mkdtempSync(join(tmpdir(), "clipsieve-sim-test-"));
+  try {
+    const child = spawnClipsieve([
+      "simulate",
+      "--brokers",
+      testBrokers().join(","),
+      "--topic",
+      topic,
+      "--count",
+      "50",
+      "--dim",
+      "8",
+      "--format",
+      "avro",
+      "--schema-registry",
+      registry.url,
+      "--target-out",
+      join(dir, "t.npz"),
+    ]);
+    assert.equal(await exited(child), 0, child.output());
+    const expected = [...createSimulation({ count: 50, dim: 8, seed: 0, order: "shuffled" }).records()];
+    const got = await readAll(kafka, topic, { expected: 50, readUncommitted: true });
+    got.sort((a, b) => Number(a.offset) - Number(b.offset));
+    const decoder = await createDecoder({ format: "avro", schemaRegistryUrl: registry.url, expectedDim: 8 });
+    for (let i = 0; i < 50; i++) {
+      const value = got[i].value as Buffer;
+      assert.equal(value[0], 0, "Confluent magic byte");
+      const decoded = await decoder.decode({
+        source: { topic, partition: 0, offset: got[i].offset },
+        key: null,
+        value,
+        headers: {},
+        timestamp: "0",
+      });
+      assert.equal(decoded.failure, undefined);
+      assert.equal(decoded.uid, expected[i].uid);
+      assert.equal(got[i].headers["sim-kind"], expected[i].kind);
+    }
+    await decoder.close();
+  } finally {
+    await registry.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -35,6 +35,12 @@ export function registerBenchE2eCommand(program: Command): void {
       integer("--steady-seconds", 1),
       d.steadySeconds,
     )
+    .option(
+      "--repeats <n>",
+      "backlog runs of each kind; the fastest counts",
+      integer("--repeats", 1),
+      d.repeats,
+    )
     .option("--json", "print one JSON object instead of text")
     .action(
       async (opts: {
@@ -43,6 +49,7 @@ export function registerBenchE2eCommand(program: Command): void {
         dim: number;
         seed: number;
         steadySeconds: number;
+        repeats: number;
         json?: boolean;
       }) => {
         quietKafkajsNotices();
@@ -53,6 +60,7 @@ export function registerBenchE2eCommand(program: Command): void {
           dim: opts.dim,
           seed: opts.seed,
           steadySeconds: opts.steadySeconds,
+          repeats: opts.repeats,
           logger,
           progress: (line) => process.stderr.write(`${line}\n`),
         });

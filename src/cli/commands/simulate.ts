@@ -7,7 +7,7 @@ import { type Command, Option } from "commander";
 import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { createScoringEngine } from "../../score/engine.ts";
-import { parseBrokers } from "../../simulate/broker.ts";
+import { parseBrokers, quietKafkajsNotices } from "../../simulate/broker.ts";
 import { createSimulation, SIM_KINDS, SIM_ORDERS, type SimOrder } from "../../simulate/generator.ts";
 import { ensureTopic, produceSimulation, simulatorKafka } from "../../simulate/producer.ts";
 import { writeSimulationTarget } from "../../simulate/target.ts";
@@ -66,6 +66,7 @@ export function registerSimulateCommand(program: Command): void {
     .option("--partitions <n>", "partitions of the topic when it is created", integer("--partitions", 1), 1)
     .option("--target-out <file>", "where to write the matching target set (default <topic>.target.npz)")
     .action(async (opts: SimulateFlags) => {
+      quietKafkajsNotices();
       const logger = createLogger("simulate");
       const sim = createSimulation({ count: opts.count, dim: opts.dim, seed: opts.seed, order: opts.order });
       const targetPath = resolve(opts.targetOut ?? `${opts.topic}.target.npz`);
