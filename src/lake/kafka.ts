@@ -2,9 +2,10 @@
  * Kafka plumbing shared by the data-lake commands (export, load, diff, dump, calibrate): one client
  * factory whose warnings go to the process logger, and the `--brokers` list parser.
  */
-import { Kafka, logLevel } from "kafkajs";
+import type { Kafka } from "kafkajs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
+import { createKafkaClient } from "../kafka/client.ts";
 
 export function parseBrokers(text: string | undefined, flag = "--brokers"): string[] {
   const brokers = (text ?? process.env.CLIPSIEVE_BROKERS ?? "")
@@ -23,16 +24,5 @@ export function parseBrokers(text: string | undefined, flag = "--brokers"): stri
 }
 
 export function createLakeKafka(brokers: string[], clientId: string, logger: Logger): Kafka {
-  return new Kafka({
-    clientId,
-    brokers,
-    logLevel: logLevel.WARN,
-    logCreator:
-      () =>
-      ({ level, log }) => {
-        const { message, ...extra } = log;
-        if (level <= logLevel.ERROR) logger.error(extra, `kafkajs: ${message}`);
-        else if (level <= logLevel.WARN) logger.warn(extra, `kafkajs: ${message}`);
-      },
-  });
+  return createKafkaClient(brokers, clientId, logger);
 }

@@ -11,7 +11,6 @@
  * in one transaction. The source waits while more than `maxQueuedWindows` windows of records are
  * fetched but not delivered: explicit backpressure that bounds memory at any input rate.
  */
-import { Kafka, logLevel } from "kafkajs";
 import { concatMap, from, lastValueFrom, Observable, type OperatorFunction, Subject } from "rxjs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
@@ -19,6 +18,7 @@ import { createPipelineMetrics, type PipelineMetrics, serveMetrics } from "../co
 import { createDecoder } from "../decode/decoder.ts";
 import type { DecodedRecord } from "../decode/types.ts";
 import { checkEmbedTeacher, createEmbedStage, type EmbedStage, embedOptionsFromRun } from "../embed/index.ts";
+import { createKafkaClient } from "../kafka/client.ts";
 import {
   createPolicy,
   type Policy,
@@ -87,18 +87,7 @@ export async function buildPipeline(
   options: PipelineRunOptions = {},
 ): Promise<Pipeline> {
   const { hooks = {}, range } = options;
-  const kafka = new Kafka({
-    clientId: `clipsieve-${config.instanceId}`,
-    brokers: config.brokers,
-    logLevel: logLevel.WARN,
-    logCreator:
-      () =>
-      ({ level, log }) => {
-        const { message, ...extra } = log;
-        if (level <= logLevel.ERROR) logger.error(extra, `kafkajs: ${message}`);
-        else if (level <= logLevel.WARN) logger.warn(extra, `kafkajs: ${message}`);
-      },
-  });
+  const kafka = createKafkaClient(config.brokers, `clipsieve-${config.instanceId}`, logger);
 
   const target: TargetSet | undefined = config.target ? await loadTarget(config.target) : undefined;
   // With --model-dir the embed stage computes the embeddings records lack; its teacher sets the default D.

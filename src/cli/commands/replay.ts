@@ -9,9 +9,10 @@
  * the same settings give the same scores bit for bit.
  */
 import { type Command, Option } from "commander";
-import { Kafka, logLevel } from "kafkajs";
+import type { Kafka } from "kafkajs";
 import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
+import { createKafkaClient } from "../../kafka/client.ts";
 import { readTopicToEnd } from "../../kafka/read-topic.ts";
 import { RangeTracker } from "../../pipeline/bounds.ts";
 import { buildPipeline } from "../../pipeline/pipeline.ts";
