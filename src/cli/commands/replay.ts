@@ -197,11 +197,7 @@ export function registerReplayCommand(program: Command): void {
       stateTopic: `${prefix}.policy-state`,
       instanceId: "replay",
     });
-    const kafka = new Kafka({
-      clientId: "clipsieve-replay",
-      brokers: config.brokers,
-      logLevel: logLevel.NOTHING,
-    });
+    const kafka = createKafkaClient(config.brokers, "clipsieve-replay", logger);
 
     const manifests =
       typeof reproduceTopic === "string" ? await readManifests(kafka, reproduceTopic) : undefined;
