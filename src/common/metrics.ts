@@ -16,6 +16,7 @@ export interface PipelineMetrics {
   scores: Histogram<"score">;
   thresholds: Gauge<"score" | "stage">;
   consumerLag: Gauge<"partition">;
+  undelivered: Gauge<string>;
   provider: Gauge<"provider">;
 }
 
@@ -79,6 +80,11 @@ export function createPipelineMetrics(withDefaults = true): PipelineMetrics {
       name: "clipsieve_consumer_lag_records",
       help: "Records behind the input's end, by partition",
       labelNames: ["partition"],
+      registers: r,
+    }),
+    undelivered: new Gauge({
+      name: "clipsieve_undelivered_records",
+      help: "Records fetched but not yet delivered (bounded by the backpressure)",
       registers: r,
     }),
     provider: new Gauge({

@@ -214,21 +214,26 @@ export async function buildPipeline(
         : allRaws;
       if (raws.length === 0) return;
       range?.taken(raws[0].source.partition, raws.length);
-      const decoded = await decoder.decodeBatch(raws);
-      undelivered += decoded.length;
-      for (const record of decoded) records$.next({ record, generation });
-      // Records a re-formed window still waits for do not count: holding back the fetch would starve
-      // the very window they wait on (its other members are in partitions not yet read).
-      while (
-        undelivered - reforming.waiting > maxUndelivered &&
-        !stopping &&
-        generation === currentGeneration
-      ) {
-        await new Promise<void>((resolve) => {
-          roomWaiters.push(resolve);
-          setTimeout(resolve, 1000);
-        });
-        await heartbeat();
+      // A fetched batch can hold thousands of records: take it a window's worth at a time, and wait
+      // for room before each part, so at most maxQueuedWindows + 1 windows of records are in memory.
+      for (let at = 0; at < raws.length; at += config.windowSize) {
+        // Records a re-formed window still waits for do not count: holding back the fetch would
+        // starve the very window they wait on (its other members are in partitions not yet read).
+        while (
+          undelivered - reforming.waiting >= maxUndelivered &&
+          !stopping &&
+          generation === currentGeneration
+        ) {
+          await new Promise<void>((resolve) => {
+            roomWaiters.push(resolve);
+            setTimeout(resolve, 1000);
+          });
+          await heartbeat();
+        }
+        const decoded = await decoder.decodeBatch(raws.slice(at, at + config.windowSize));
+        undelivered += decoded.length;
+        metrics.undelivered.set(undelivered);
+        for (const record of decoded) records$.next({ record, generation });
       }
     },
   });
@@ -326,6 +331,7 @@ export async function buildPipeline(
       // Not delivered (aborted by a rebalance): those records will be taken again.
       if (!delivered && range && live.length > 0) range.dropped(live.map((r) => r.source));
       undelivered -= batch.length;
+      metrics.undelivered.set(undelivered);
       if (bank && !recorded) cutNotBanked -= batch.length;
       releaseRoom();
       checkFinished();
