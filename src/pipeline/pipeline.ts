@@ -192,6 +192,7 @@ export async function buildPipeline(
   let stopping = false;
   let lastWindowAt = Date.now();
   let lastError: unknown;
+  let intakeFailingSince: number | undefined;
 
   const source = createKafkaSource({
     kafka,
@@ -230,7 +231,16 @@ export async function buildPipeline(
           });
           await heartbeat();
         }
-        const decoded = await decoder.decodeBatch(raws.slice(at, at + config.windowSize));
+        let decoded: DecodedRecord[];
+        try {
+          decoded = await decoder.decodeBatch(raws.slice(at, at + config.windowSize));
+          intakeFailingSince = undefined;
+        } catch (err) {
+          // The schema registry is down (bad records never throw): kafkajs retries the batch; after a
+          // minute of this, /healthz says so, so an orchestrator can act.
+          intakeFailingSince ??= Date.now();
+          throw err;
+        }
         undelivered += decoded.length;
         metrics.undelivered.set(undelivered);
         for (const record of decoded) records$.next({ record, generation });
@@ -419,6 +429,12 @@ export async function buildPipeline(
         server = await serveMetrics(metrics, config.metricsPort, () => {
           const quietMs = Date.now() - lastWindowAt;
           if (lastError) return { ok: false, detail: `stopped: ${String(lastError)}` };
+          if (intakeFailingSince !== undefined && Date.now() - intakeFailingSince > 60_000) {
+            return {
+              ok: false,
+              detail: `decoding has failed for ${Math.round((Date.now() - intakeFailingSince) / 1000)} s (schema registry?)`,
+            };
+          }
           return { ok: true, detail: `last window ${quietMs} ms ago` };
         });
       }
