@@ -12,5 +12,8 @@ if (major < 24) {
   );
   process.exit(1);
 }
+// main.ts runs itself only when argv[1] names this file; npx and npm's global install call it through
+// a link named `clipsieve` (no .js), which would otherwise exit silently.
+process.argv[1] = new URL(import.meta.url).pathname;
 const built = new URL("../dist/cli/main.js", import.meta.url);
 await import(existsSync(built) ? built.href : new URL("../src/cli/main.ts", import.meta.url).href);

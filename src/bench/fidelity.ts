@@ -416,7 +416,7 @@ export async function runFidelity(o: FidelityOptions): Promise<FidelityReport> {
               };
               designRows.push(design);
               o.progress(
-                `${order} window ${window} bank ${bank}, primed bank: Jaccard ${design.jaccard.toFixed(3)}`,
+                `${order} window ${window} bank ${bank}, bank not primed: Jaccard ${design.jaccard.toFixed(3)}`,
               );
             }
           }

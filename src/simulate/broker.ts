@@ -80,7 +80,8 @@ export async function brokersOrLocal(
 
 /**
  * A fresh broker answers before its group and transaction coordinators have loaded; clients then log
- * "coordinator is loading" errors while they retry. Wait here, quietly, until both serve requests.
+ * "coordinator is loading" errors while they retry. Wait here, quietly, until both serve requests
+ * (each partition of the internal topics loads on its own, so a client may still meet one loading).
  */
 async function waitForCoordinators(brokers: string[]): Promise<void> {
   const kafka = new Kafka({
@@ -89,7 +90,7 @@ async function waitForCoordinators(brokers: string[]): Promise<void> {
     logLevel: logLevel.NOTHING,
     retry: { retries: 60, initialRetryTime: 200, maxRetryTime: 1000 },
   });
-  // Connecting a transactional producer runs InitProducerId, served by the transaction coordinator.
+  // Connecting a transactional producer runs InitProducerId, served by a transaction coordinator.
   const producer = kafka.producer({
     transactionalId: `clipsieve-ready-${randomUUID()}`,
     idempotent: true,
@@ -101,8 +102,15 @@ async function waitForCoordinators(brokers: string[]): Promise<void> {
   await admin.connect();
   try {
     // Groups hash onto the offsets topic's partitions, each loaded on its own: ask about enough
-    // groups that every partition's coordinator has answered.
-    await admin.describeGroups(Array.from({ length: 64 }, (_, i) => `clipsieve-ready-${i}`));
+    // groups that every partition's coordinator has answered, until none says it is still loading.
+    const groups = Array.from({ length: 64 }, (_, i) => `clipsieve-ready-${i}`);
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const { groups: described } = await admin.describeGroups(groups);
+      // kafkajs's typings leave out the per-group error code its DescribeGroups result carries.
+      if (described.every((g) => (g as { errorCode?: number }).errorCode === 0)) return;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
   } finally {
     await admin.disconnect();
   }

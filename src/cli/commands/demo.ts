@@ -3,8 +3,9 @@
  * the paper's two-stage policy, on a local broker it starts and stops (or on `--brokers`).
  */
 import { type Command, Option } from "commander";
+import { pino } from "pino";
 import { ClipsieveError } from "../../common/errors.ts";
-import { createLogger } from "../../common/logger.ts";
+import type { Logger } from "../../common/logger.ts";
 import { type BrokerHandle, quietKafkajsNotices } from "../../simulate/broker.ts";
 import { DEMO_DEFAULTS, runDemo } from "../../simulate/demo.ts";
 import { SIM_ORDERS, type SimOrder } from "../../simulate/generator.ts";
@@ -17,6 +18,32 @@ function integer(flag: string, min: number) {
     }
     return n;
   };
+}
+
+/**
+ * The filter's logger for the demo: JSON lines on stderr as usual, without the errors kafkajs logs
+ * (and then retries by itself) while a fresh broker's coordinators finish loading. A first run should
+ * not greet the user with errors that fix themselves; anything else still shows.
+ */
+function demoLogger(level: string): Logger {
+  const transient = /coordinator is (not available|loading)/i;
+  return pino(
+    {
+      name: "demo",
+      level,
+      base: undefined,
+      hooks: {
+        logMethod(args, method) {
+          const first = args[0] as unknown;
+          const error =
+            typeof first === "object" && first !== null ? (first as { error?: unknown }).error : undefined;
+          if (typeof error === "string" && transient.test(error)) return;
+          method.apply(this, args);
+        },
+      },
+    },
+    pino.destination({ fd: 2, sync: true }),
+  );
 }
 
 export function registerDemoCommand(program: Command): void {
@@ -56,7 +83,7 @@ export function registerDemoCommand(program: Command): void {
       "keep the demo's topics on a --brokers broker (a local broker is removed anyway)",
     )
     .action(async (opts: Record<string, unknown>) => {
-      const logger = createLogger("demo", process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
+      const logger = demoLogger(process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
       quietKafkajsNotices();
       const controller = new AbortController();
       let broker: BrokerHandle | undefined;
