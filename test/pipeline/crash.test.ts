@@ -120,6 +120,8 @@ test("SIGKILL mid-stream, then restart: nothing lost, nothing duplicated", async
   const second = spawnClipsieve(filterArgs(t, [...FAST, "--instance-id", "crashy"]));
   try {
     await assertExactlyOnce(kafka, t, n, () => first.output() + second.output());
+    // The policy's state was committed with the windows: the restarted filter does not start cold.
+    assert.match(second.output(), /policy starts from a saved state/);
   } finally {
     second.kill("SIGTERM");
     await exited(second);
