@@ -6,10 +6,12 @@
  * queued, or abort it when draining takes too long, then close the producer, consumer and engine.
  *
  * Flow: fetched batches are decoded at once (cheap, and bad records are marked, not thrown) and pushed
- * into an rxjs stream that cuts windows by size or linger time (`cutWindows`). Windows are processed one
- * at a time (`concatMap`): score in onnxruntime (off the event loop, on its own threads), decide, deliver
- * in one transaction. The source waits while more than `maxQueuedWindows` windows of records are
- * fetched but not delivered: explicit backpressure that bounds memory at any input rate.
+ * into an rxjs stream that cuts windows by size or linger time (`cutWindows`). Each window then passes
+ * three serial steps (`concatMap`), each working on its own window at the same time: embed (records
+ * without embeddings), score + decide (onnxruntime, on its own threads), and deliver (one Kafka
+ * transaction). So window n + 1 is scored while window n's transaction commits. The source waits while
+ * more than `maxQueuedWindows` windows of records are fetched but not delivered: explicit backpressure
+ * that bounds memory at any input rate.
  */
 import { concatMap, from, lastValueFrom, Observable, type OperatorFunction, Subject } from "rxjs";
 import { ClipsieveError } from "../common/errors.ts";
@@ -31,7 +33,13 @@ import { loadTarget } from "../score/target-set.ts";
 import type { TargetSet } from "../score/types.ts";
 import { scorePoolRows } from "../score/window-scores.ts";
 import { createKafkaSink } from "../sink/kafka-sink.ts";
-import { buildWindowOutputs, nextOffsets, type OutputTopics, type RecordOutcome } from "../sink/outputs.ts";
+import {
+  buildWindowOutputs,
+  nextOffsets,
+  type OutMessage,
+  type OutputTopics,
+  type RecordOutcome,
+} from "../sink/outputs.ts";
 import { createKafkaSource } from "../source/kafka-source.ts";
 import { NegativeBank } from "../window/bank.ts";
 import { ReproduceWindower } from "../window/reproduce.ts";
@@ -72,6 +80,18 @@ export interface PipelineRunOptions {
 interface Tagged {
   record: DecodedRecord;
   generation: number;
+}
+
+/** A window after scoring and deciding, waiting for its transaction. */
+interface DecidedWindow {
+  /** Records the window was cut with (live or not): what it releases from the backpressure. */
+  size: number;
+  live: DecodedRecord[];
+  generation: number;
+  started: number;
+  plan?: WindowPlan;
+  outcomes?: RecordOutcome[];
+  messages?: Map<string, OutMessage[]>;
 }
 
 /** A cut window: its records, and (when re-formed) the recorded id, seed and bank rows. */
@@ -257,31 +277,28 @@ export async function buildPipeline(
     return w;
   };
 
-  const processWindow = async ({ batch, recorded }: CutWindow): Promise<void> => {
+  /**
+   * Stage one of a window: plan, score, decide, build its outputs, and add its rows to the bank.
+   * Stage two (deliverWindow) runs one window behind, so that scoring window n + 1 overlaps with the
+   * Kafka transaction of window n.
+   */
+  const scoreWindow = async ({ batch, recorded }: CutWindow): Promise<DecidedWindow> => {
     const started = performance.now();
     // Records fetched before the latest rebalance are re-read by whoever owns their partition now.
     const live = batch.filter((t) => t.generation === currentGeneration).map((t) => t.record);
     const dropped = batch.length - live.length;
-    if (dropped > 0)
+    const decided: DecidedWindow = { size: batch.length, live, generation: currentGeneration, started };
+    if (dropped > 0) {
       range?.dropped(batch.filter((t) => t.generation !== currentGeneration).map((t) => t.record.source));
-    let delivered = false;
+      metrics.windows.inc({ outcome: "aborted_rebalance" });
+      logger.info({ dropped }, "dropped records fetched before a rebalance; they will be re-read");
+    }
     try {
-      if (dropped > 0) {
-        metrics.windows.inc({ outcome: "aborted_rebalance" });
-        logger.info({ dropped }, "dropped records fetched before a rebalance; they will be re-read");
-      }
-      if (live.length === 0) return;
-      const generation = currentGeneration;
+      if (live.length === 0) return decided;
       const plan = planWindow(
         live,
         bank,
-        {
-          dim,
-          baseSeed: config.seed,
-          draws: config.draws,
-          batchSize: config.batchSize,
-          tau: config.tau,
-        },
+        { dim, baseSeed: config.seed, draws: config.draws, batchSize: config.batchSize, tau: config.tau },
         recorded,
       );
       const tScore = performance.now();
@@ -292,15 +309,14 @@ export async function buildPipeline(
       const tPolicy = performance.now();
       const outcomes = decideWindow(plan, scores, policy);
       metrics.windowSeconds.observe({ stage: "policy" }, (performance.now() - tPolicy) / 1000);
-      if (generation !== currentGeneration) {
+      if (decided.generation !== currentGeneration) {
         // A rebalance arrived while scoring: this window's partitions may belong to another member now.
         policy = createPolicy(policySpec, { state: before });
-        metrics.windows.inc({ outcome: "aborted_rebalance" });
         logger.info(
           { windowId: plan.id },
           "window aborted: rebalance during scoring; its records will be re-read",
         );
-        return;
+        return decided;
       }
       const messages = buildWindowOutputs(
         outcomes,
@@ -311,17 +327,6 @@ export async function buildPipeline(
       messages.set(config.stateTopic, [
         stateMessage(stateKey(config.group, config.instanceId), policy.snapshot()),
       ]);
-      const tDeliver = performance.now();
-      try {
-        await deliverWithRetry(
-          () => sink.deliver({ messages, offsets: nextOffsets(plan.records) }, source.consumer),
-          logger,
-        );
-      } catch (err) {
-        policy = createPolicy(policySpec, { state: before });
-        throw err;
-      }
-      metrics.windowSeconds.observe({ stage: "deliver" }, (performance.now() - tDeliver) / 1000);
       if (bank) {
         const n = plan.pool.scoredRows;
         bank.push(
@@ -330,19 +335,50 @@ export async function buildPipeline(
           plan.scoredIndex.map((i) => plan.records[i].source),
         );
       }
+      Object.assign(decided, { plan, outcomes, messages });
+      return decided;
+    } finally {
+      if (bank && !recorded) cutNotBanked -= batch.length;
+    }
+  };
+
+  /**
+   * Stage two: the window's transaction. A window whose generation is stale (a rebalance came after
+   * it was scored) is not delivered: its records are re-read by their partition's owner. Its scores
+   * stay in the policy's sketch, where they will count a second time: a small statistical effect,
+   * never a record delivered twice.
+   */
+  const deliverWindow = async (d: DecidedWindow): Promise<void> => {
+    let delivered = false;
+    try {
+      const { plan, outcomes, messages } = d;
+      if (!plan || !outcomes || !messages) return;
+      if (d.generation !== currentGeneration) {
+        metrics.windows.inc({ outcome: "aborted_rebalance" });
+        logger.info(
+          { windowId: plan.id },
+          "window aborted: rebalance before delivery; its records will be re-read",
+        );
+        return;
+      }
+      const tDeliver = performance.now();
+      await deliverWithRetry(
+        () => sink.deliver({ messages, offsets: nextOffsets(plan.records) }, source.consumer),
+        logger,
+      );
+      metrics.windowSeconds.observe({ stage: "deliver" }, (performance.now() - tDeliver) / 1000);
       recordWindowMetrics(metrics, outcomes, policy, plan);
       delivered = true;
-      range?.deliveredRecords(live.map((r) => r.source));
+      range?.deliveredRecords(d.live.map((r) => r.source));
       hooks.onWindowDelivered?.({ id: plan.id, seed: plan.seed, outcomes, deliveredAt: Date.now() });
-      metrics.windowSeconds.observe({ stage: "total" }, (performance.now() - started) / 1000);
+      metrics.windowSeconds.observe({ stage: "total" }, (performance.now() - d.started) / 1000);
       lastWindowAt = Date.now();
-      logger.debug({ windowId: plan.id, records: live.length }, "window delivered");
+      logger.debug({ windowId: plan.id, records: d.live.length }, "window delivered");
     } finally {
       // Not delivered (aborted by a rebalance): those records will be taken again.
-      if (!delivered && range && live.length > 0) range.dropped(live.map((r) => r.source));
-      undelivered -= batch.length;
+      if (!delivered && range && d.live.length > 0) range.dropped(d.live.map((r) => r.source));
+      undelivered -= d.size;
       metrics.undelivered.set(undelivered);
-      if (bank && !recorded) cutNotBanked -= batch.length;
       releaseRoom();
       checkFinished();
     }
@@ -356,7 +392,8 @@ export async function buildPipeline(
         }),
     // A separate step, so that embedding the next window overlaps with scoring this one.
     concatMap((w) => from(embedWindow(w))),
-    concatMap((w) => from(processWindow(w))),
+    concatMap((w) => from(scoreWindow(w))),
+    concatMap((d) => from(deliverWindow(d))),
   );
 
   // A bounded run ends by itself once its whole range is delivered.

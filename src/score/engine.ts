@@ -340,25 +340,77 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
       return colLse;
     }
 
-    for (const [k, draw] of draws.entries()) {
+    /**
+     * Fast path for the scored rows only, when most of the batch is bank rows: with the scored rows
+     * first in the buffers, their row sums are S[0:s, :] (s x b) and their column sums are the row sums
+     * of S^T[0:s, :] = text[0:s] image^T, the same graph with the roles swapped. 2·s·b·D instead of
+     * b·b·D multiply-adds; worth it when s <= b / 2.
+     */
+    async function fastScoredSums(s: number, b: number, shift: number): Promise<[Float32Array, Float32Array]> {
+      const blockRows = blocksOf(b);
+      const negShift = f32(Float32Array.of(-shift), [1]);
+      const sums = async (rows: Float32Array, cols: Float32Array): Promise<Float32Array> => {
+        const out = new Float32Array(s);
+        const colsTensor = f32(cols.subarray(0, b * dim), [b, dim]);
+        const ignoredColSum = f32(new Float32Array(b), [b]);
+        for (let start = 0; start < s; start += blockRows) {
+          const r = Math.min(blockRows, s - start);
+          const res = await run(
+            sessions.sClipLossFast,
+            {
+              image: f32(rows.subarray(start * dim, (start + r) * dim), [r, dim]),
+              text: colsTensor,
+              inv_tau: invTau,
+              neg_shift: negShift,
+              col_sum_in: ignoredColSum,
+            },
+            "s_clip_loss_fast_block",
+          );
+          out.set(res.row_sum, start);
+        }
+        return out;
+      };
+      return [await sums(image, text), await sums(text, image)];
+    }
+
+    // A draw with a single batch holds the whole pool, and every such draw gives the same R (a
+    // logsumexp does not depend on the order of its terms): compute it once, not K times.
+    const distinctDraws = draws.every((d) => d.length === 1) ? draws.slice(0, 1) : draws;
+    const order = new Int32Array(maxBatch);
+    for (const [k, draw] of distinctDraws.entries()) {
       for (const [j, batch] of draw.entries()) {
         const b = batch.length;
+        // Scored rows first: the partial fast path needs them at the top of the buffers.
+        let s = 0;
+        for (let p = 0; p < b; p++) if (batch[p] < scoredRows) order[s++] = batch[p];
+        if (s === 0) continue;
+        let tail = s;
+        for (let p = 0; p < b; p++) if (batch[p] >= scoredRows) order[tail++] = batch[p];
         let maxDiagonal = Number.NEGATIVE_INFINITY;
         for (let p = 0; p < b; p++) {
-          const row = batch[p];
+          const row = order[p];
           image.set(pool.image.subarray(row * dim, (row + 1) * dim), p * dim);
           text.set(pool.text.subarray(row * dim, (row + 1) * dim), p * dim);
           maxDiagonal = Math.max(maxDiagonal, diagonal[row]);
         }
-        if (!exactLogSumExp) {
+        if (!exactLogSumExp && 2 * s <= b) {
+          const shift = Math.fround(maxDiagonal / tau - SHIFT_BELOW_DIAGONAL);
+          const [rowSum, colSum] = await fastScoredSums(s, b, shift);
+          const min = fastPathMinimum(b);
+          if (sumsUsable(rowSum, s, min) && sumsUsable(colSum, s, min)) {
+            for (let p = 0; p < s; p++) {
+              rSum[order[p]] += halfTau * (2 * shift + Math.log(rowSum[p]) + Math.log(colSum[p]));
+            }
+            continue;
+          }
+          logger.debug({ draw: k, batch: j, size: b }, "s-CLIPLoss batch out of the shared shift's range; exact shifts");
+        } else if (!exactLogSumExp) {
           const shift = Math.fround(maxDiagonal / tau - SHIFT_BELOW_DIAGONAL);
           const colSum = await fastBatch(b, shift);
           const min = fastPathMinimum(b);
           if (sumsUsable(rowOut, b, min) && sumsUsable(colSum, b, min)) {
-            for (let p = 0; p < b; p++) {
-              const row = batch[p];
-              if (row < scoredRows)
-                rSum[row] += halfTau * (2 * shift + Math.log(rowOut[p]) + Math.log(colSum[p]));
+            for (let p = 0; p < s; p++) {
+              rSum[order[p]] += halfTau * (2 * shift + Math.log(rowOut[p]) + Math.log(colSum[p]));
             }
             continue;
           }
@@ -368,10 +420,7 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
           );
         }
         const colLse = await exactBatch(b);
-        for (let p = 0; p < b; p++) {
-          const row = batch[p];
-          if (row < scoredRows) rSum[row] += halfTau * (rowOut[p] + colLse[p]);
-        }
+        for (let p = 0; p < s; p++) rSum[order[p]] += halfTau * (rowOut[p] + colLse[p]);
       }
     }
 
@@ -379,7 +428,7 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
     const normaliser = new Float32Array(scoredRows);
     const sClip = new Float32Array(scoredRows);
     for (let i = 0; i < scoredRows; i++) {
-      const r = rSum[i] / draws.length;
+      const r = rSum[i] / distinctDraws.length;
       normaliser[i] = r;
       sClip[i] = clipScore[i] - r;
     }

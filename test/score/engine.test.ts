@@ -106,6 +106,44 @@ describe("s-CLIPLoss", () => {
     );
   });
 
+  it("a pool that is mostly bank rows (the partial fast path) matches the float64 reference", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 12, max: 40 }),
+        fc.integer({ min: 0, max: 1000 }),
+        async (scoredRows, bankRows, seed) => {
+          const d = 8;
+          const n = scoredRows + bankRows;
+          const rand = mulberry(seed);
+          const image = unitRows(Array.from({ length: n * d }, rand), n, d);
+          const text = unitRows(Array.from({ length: n * d }, rand), n, d);
+          const pool: Pool = { dim: d, scoredRows, bankRows, image, text };
+          // Batches of 16: most hold few scored rows among bank rows.
+          const draws = makeDraws(n, { seed, draws: 2, batchSize: 16 });
+          const fast = await engine.sClipLoss(pool, draws, 0.05);
+          assert.ok(maxAbsDiff(fast.normaliser, referenceR(pool, draws, 0.05)) < 2e-6);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("K draws that are each one batch of the whole pool are computed once, with the same result", async () => {
+    const d = 8;
+    const n = 30;
+    const rand = mulberry(7);
+    const image = unitRows(Array.from({ length: n * d }, rand), n, d);
+    const text = unitRows(Array.from({ length: n * d }, rand), n, d);
+    const pool: Pool = { dim: d, scoredRows: 10, bankRows: 20, image, text };
+    const five = makeDraws(n, { seed: 3, draws: 5, batchSize: 64 });
+    assert.ok(five.every((draw) => draw.length === 1));
+    const result = await engine.sClipLoss(pool, five, 0.01);
+    assert.ok(maxAbsDiff(result.normaliser, referenceR(pool, five, 0.01)) < 2e-6);
+    const once = await engine.sClipLoss(pool, five.slice(0, 1), 0.01);
+    assert.deepEqual(Array.from(result.normaliser), Array.from(once.normaliser));
+  });
+
   it("bank rows take part in R but are not returned", async () => {
     await fc.assert(
       fc.asyncProperty(poolCase, fc.integer({ min: 1, max: 6 }), async (c, bankRows) => {
@@ -321,3 +359,15 @@ describe("execution provider", () => {
     assert.equal(capture.lines.filter((l) => Number(l.level) >= PINO_WARN).length, 0);
   });
 });
+
+/** A small seeded generator for test inputs (values in [-1, 1)). */
+function mulberry(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  };
+}
