@@ -346,7 +346,11 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
      * of S^T[0:s, :] = text[0:s] image^T, the same graph with the roles swapped. 2·s·b·D instead of
      * b·b·D multiply-adds; worth it when s <= b / 2.
      */
-    async function fastScoredSums(s: number, b: number, shift: number): Promise<[Float32Array, Float32Array]> {
+    async function fastScoredSums(
+      s: number,
+      b: number,
+      shift: number,
+    ): Promise<[Float32Array, Float32Array]> {
       const blockRows = blocksOf(b);
       const negShift = f32(Float32Array.of(-shift), [1]);
       const sums = async (rows: Float32Array, cols: Float32Array): Promise<Float32Array> => {
@@ -403,7 +407,10 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
             }
             continue;
           }
-          logger.debug({ draw: k, batch: j, size: b }, "s-CLIPLoss batch out of the shared shift's range; exact shifts");
+          logger.debug(
+            { draw: k, batch: j, size: b },
+            "s-CLIPLoss batch out of the shared shift's range; exact shifts",
+          );
         } else if (!exactLogSumExp) {
           const shift = Math.fround(maxDiagonal / tau - SHIFT_BELOW_DIAGONAL);
           const colSum = await fastBatch(b, shift);

@@ -9,5 +9,6 @@ test("docs/architecture.md names every folder of src/, and only folders that exi
     .map((d) => d.name);
   const documented = [...doc.matchAll(/^\|\s*`src\/([a-z-]+)\/`/gm)].map((m) => m[1]);
   for (const f of folders) assert.ok(documented.includes(f), `src/${f}/ is not in docs/architecture.md`);
-  for (const f of documented) assert.ok(folders.includes(f), `docs/architecture.md names src/${f}/, which does not exist`);
+  for (const f of documented)
+    assert.ok(folders.includes(f), `docs/architecture.md names src/${f}/, which does not exist`);
 });
