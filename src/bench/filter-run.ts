@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { Kafka, logLevel } from "kafkajs";
 import type { Logger } from "../common/logger.ts";
 import { createPipelineMetrics, type PipelineMetrics } from "../common/metrics.ts";
+import { ensureTopics } from "../kafka/topics.ts";
 import { type RunConfig, type RunConfigInput, resolveRunConfig } from "../pipeline/config.ts";
 import { buildPipeline } from "../pipeline/pipeline.ts";
 import type { RecordOutcome } from "../sink/outputs.ts";
@@ -43,16 +44,11 @@ export function runTopics(prefix: string) {
 }
 
 export async function createTopics(brokers: string[], topics: string[], partitions = 1): Promise<void> {
-  const admin = new Kafka({ clientId: "clipsieve-bench", brokers, logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: topics.map((topic) => ({ topic, numPartitions: partitions })),
-    });
-  } finally {
-    await admin.disconnect();
-  }
+  const kafka = new Kafka({ clientId: "clipsieve-bench", brokers, logLevel: logLevel.NOTHING });
+  await ensureTopics(
+    kafka,
+    topics.map((topic) => ({ topic, numPartitions: partitions })),
+  );
 }
 
 export async function deleteTopics(brokers: string[], topics: string[]): Promise<void> {

@@ -23,6 +23,7 @@ import { readEmbeddingMatrix } from "../io/embeddings.ts";
 import { inputError } from "../io/files.ts";
 import { parquetLayout } from "../io/parquet.ts";
 import { readParquetColumns } from "../io/table.ts";
+import { ensureTopics } from "../kafka/topics.ts";
 
 export interface Shard {
   name: string;
@@ -76,15 +77,8 @@ export async function listShards(dir: string): Promise<Shard[]> {
 }
 
 async function ensureTopic(kafka: Kafka, topic: string, partitions: number, logger: Logger): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    if ((await admin.listTopics()).includes(topic)) return;
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions }] });
-    logger.info({ topic, partitions }, "created the topic");
-  } finally {
-    await admin.disconnect();
-  }
+  await ensureTopics(kafka, [{ topic, numPartitions: partitions }]);
+  logger.info({ topic, partitions }, "the topic is ready");
 }
 
 export async function loadDataComp(opts: LoadOptions): Promise<LoadSummary> {

@@ -8,6 +8,7 @@ import type { Kafka } from "kafkajs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { readTopicToEnd } from "../kafka/read-topic.ts";
+import { ensureTopics } from "../kafka/topics.ts";
 import type { PolicyState } from "../policy/index.ts";
 import type { OutMessage } from "../sink/outputs.ts";
 import type { RunConfig } from "./config.ts";
@@ -22,26 +23,9 @@ export function stateMessage(key: string, state: PolicyState): OutMessage {
 
 /** Make sure the state topic exists and is compacted (one partition: states are tiny). */
 export async function ensureStateTopic(kafka: Kafka, topic: string): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const existing = await admin.listTopics();
-    if (!existing.includes(topic)) {
-      await admin
-        .createTopics({
-          waitForLeaders: true,
-          topics: [
-            { topic, numPartitions: 1, configEntries: [{ name: "cleanup.policy", value: "compact" }] },
-          ],
-        })
-        .catch((err: unknown) => {
-          // Another instance may have created it between our look and our create.
-          if ((err as { type?: string }).type !== "TOPIC_ALREADY_EXISTS") throw err;
-        });
-    }
-  } finally {
-    await admin.disconnect();
-  }
+  await ensureTopics(kafka, [
+    { topic, numPartitions: 1, configEntries: [{ name: "cleanup.policy", value: "compact" }] },
+  ]);
 }
 
 /**

@@ -13,6 +13,7 @@ import { Kafka, logLevel, type Message, Partitioners, type Producer } from "kafk
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { type AvroRecordEncoder, createAvroEncoder, encodeJsonRecord } from "../decode/encode.ts";
+import { ensureTopics } from "../kafka/topics.ts";
 import type { SimRecord, Simulation } from "./generator.ts";
 
 export const SIM_HEADERS = { kind: "sim-kind", topic: "sim-topic", site: "sim-site" } as const;
@@ -57,18 +58,7 @@ export function simulatorKafka(brokers: string[], logger: Logger, clientId = "cl
 
 /** Create `topic` with `partitions` partitions unless it exists. */
 export async function ensureTopic(kafka: Kafka, topic: string, partitions = 1): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    if ((await admin.listTopics()).includes(topic)) return;
-    await admin
-      .createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions }] })
-      .catch((err: unknown) => {
-        if ((err as { type?: string }).type !== "TOPIC_ALREADY_EXISTS") throw err;
-      });
-  } finally {
-    await admin.disconnect();
-  }
+  await ensureTopics(kafka, [{ topic, numPartitions: partitions }]);
 }
 
 export function simHeaders(r: SimRecord): Record<string, string> {

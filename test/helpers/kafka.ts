@@ -1,6 +1,7 @@
 import "../../src/common/quiet-warnings.ts";
 import { randomUUID } from "node:crypto";
 import { Kafka, logLevel } from "kafkajs";
+import { ensureTopics } from "../../src/kafka/topics.ts";
 
 /** The broker the test run uses (started by test/global-setup.ts unless KAFKA_BROKERS was given). */
 export function testBrokers(): string[] {
@@ -20,16 +21,10 @@ export function uniqueName(prefix: string): string {
 }
 
 export async function createTopics(kafka: Kafka, topics: string[], numPartitions = 1): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: topics.map((topic) => ({ topic, numPartitions })),
-    });
-  } finally {
-    await admin.disconnect();
-  }
+  await ensureTopics(
+    kafka,
+    topics.map((topic) => ({ topic, numPartitions })),
+  );
 }
 
 /**

@@ -14,6 +14,7 @@ import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
 import { createKafkaClient } from "../../kafka/client.ts";
 import { readTopicToEnd } from "../../kafka/read-topic.ts";
+import { ensureTopics } from "../../kafka/topics.ts";
 import { RangeTracker } from "../../pipeline/bounds.ts";
 import { buildPipeline } from "../../pipeline/pipeline.ts";
 import { decodeRuns } from "../../window/ranges.ts";
@@ -105,20 +106,10 @@ function recordedRange(
 }
 
 async function ensureOutputTopics(kafka: Kafka, topics: string[], partitions: number): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const existing = new Set(await admin.listTopics());
-    const missing = topics.filter((t) => !existing.has(t));
-    if (missing.length > 0) {
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: missing.map((topic) => ({ topic, numPartitions: partitions })),
-      });
-    }
-  } finally {
-    await admin.disconnect();
-  }
+  await ensureTopics(
+    kafka,
+    topics.map((topic) => ({ topic, numPartitions: partitions })),
+  );
 }
 
 /**
