@@ -4,19 +4,9 @@
  */
 import type { Command } from "commander";
 import { E2E_DEFAULTS, formatE2eReport, runE2eBench } from "../../bench/e2e.ts";
-import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
-
-function integer(flag: string, min: number) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (text.trim() === "" || !Number.isSafeInteger(n) || n < min) {
-      throw new ClipsieveError("CONFIG_INVALID", `${flag} ${text}: expected an integer >= ${min}`);
-    }
-    return n;
-  };
-}
+import { integer } from "../options.ts";
 
 export function registerBenchE2eCommand(program: Command): void {
   const d = E2E_DEFAULTS;

@@ -4,21 +4,11 @@
  */
 import { type Command, Option } from "commander";
 import { pino } from "pino";
-import { ClipsieveError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
 import { type BrokerHandle, quietKafkajsNotices } from "../../simulate/broker.ts";
 import { DEMO_DEFAULTS, runDemo } from "../../simulate/demo.ts";
 import { SIM_ORDERS, type SimOrder } from "../../simulate/generator.ts";
-
-function integer(flag: string, min: number) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (text.trim() === "" || !Number.isSafeInteger(n) || n < min) {
-      throw new ClipsieveError("CONFIG_INVALID", `${flag} ${text}: expected an integer >= ${min}`);
-    }
-    return n;
-  };
-}
+import { integer } from "../options.ts";
 
 /**
  * The filter's logger for the demo: JSON lines on stderr as usual, without the errors kafkajs logs

@@ -11,16 +11,7 @@ import { parseBrokers, quietKafkajsNotices } from "../../simulate/broker.ts";
 import { createSimulation, SIM_KINDS, SIM_ORDERS, type SimOrder } from "../../simulate/generator.ts";
 import { ensureTopic, produceSimulation, simulatorKafka } from "../../simulate/producer.ts";
 import { writeSimulationTarget } from "../../simulate/target.ts";
-
-function integer(flag: string, min: number) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (text.trim() === "" || !Number.isSafeInteger(n) || n < min) {
-      throw new ClipsieveError("CONFIG_INVALID", `${flag} ${text}: expected an integer >= ${min}`);
-    }
-    return n;
-  };
-}
+import { integer } from "../options.ts";
 
 function rate(text: string): number {
   const n = Number(text);
