@@ -82,7 +82,10 @@ export async function produceSimulation(sim: Simulation, options: ProduceOptions
     }
     avro = await createAvroEncoder({ schemaRegistryUrl: options.schemaRegistryUrl, topic: options.topic });
   }
+  // Idempotent: a Produce request retried after a timeout must not write its records twice.
   const producer: Producer = options.kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
     createPartitioner: Partitioners.DefaultPartitioner,
   });

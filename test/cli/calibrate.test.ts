@@ -49,7 +49,7 @@ test("a policy calibrated on a sample keeps the target fraction of held-out reco
   const kafka = testKafka();
   const topics = await filterTopics(kafka, 1);
   const pairs = syntheticPairs(N, DIM, 33);
-  const producer = kafka.producer();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   for (let i = 0; i < N; i += 1000) {
     await producer.send({

@@ -69,7 +69,7 @@ test("diff lists exactly the records whose decision changed between two runs", a
   const pairs = syntheticPairs(400, DIM, 21);
   const messages = pairs.map((p, i) => ({ key: p.uid, value: jsonRecord(p), partition: i % 2 }));
   messages.splice(50, 0, { key: "bad", value: "{not json", partition: 0 });
-  const producer = kafka.producer();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   await producer.send({ topic: a.input, messages });
   await producer.disconnect();

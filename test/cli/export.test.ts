@@ -231,7 +231,7 @@ test("export --follow writes new records within --flush-ms and stops cleanly on 
   await createTopics(kafka, [topic], 1);
   const pairs = syntheticPairs(120, DIM, 45);
   const send = async (from: number, to: number) => {
-    const producer = kafka.producer();
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
     try {
       await producer.send({

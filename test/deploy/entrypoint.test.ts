@@ -151,7 +151,7 @@ test("the image's command runs the filter from the deployed config file against 
     topics.scores,
     topics.windowsTopic,
   ]);
-  const producer = kafka.producer();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   const pairs = syntheticPairs(RECORDS, Number(config.dim), 11);
   await producer.send({

@@ -119,7 +119,7 @@ test("a stream mixing records with and without embeddings is filtered end to end
     bad: "IMAGE_MISSING",
   });
 
-  const producer = kafka.producer();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   await producer.send({
     topic: t.input,

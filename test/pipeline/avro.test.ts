@@ -40,7 +40,7 @@ test("Avro records are scored; an unknown schema id is dead-lettered", async () 
     const unknown = Buffer.from(values[0]);
     unknown.writeUInt32BE(encoder.schemaId + 1000, 1);
     values.splice(60, 0, unknown);
-    const producer = kafka.producer();
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
     await producer.send({ topic: t.input, messages: values.map((value, i) => ({ key: `k${i}`, value })) });
     await producer.disconnect();

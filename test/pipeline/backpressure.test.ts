@@ -17,7 +17,7 @@ test("a backlog is taken a bounded number of records at a time", async () => {
   const kafka = testKafka();
   const t = await filterTopics(kafka, 1);
   const n = 3000;
-  const producer = kafka.producer();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   const pairs = syntheticPairs(n, 16, 31);
   for (let i = 0; i < n; i += 500) {

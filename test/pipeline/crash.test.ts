@@ -42,7 +42,7 @@ async function produce(
   partitions: number,
   seed: number,
 ): Promise<void> {
-  const producer = kafka.producer();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   const pairs = syntheticPairs(n, DIM, seed);
   for (let i = 0; i < n; i += 500) {

@@ -36,7 +36,7 @@ const SETTINGS = [
 ];
 
 async function producePairs(kafka: Kafka, topic: string, n: number, seed: number): Promise<void> {
-  const producer = kafka.producer();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   const pairs = syntheticPairs(n, DIM, seed);
   await producer.send({

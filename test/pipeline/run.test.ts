@@ -69,7 +69,7 @@ test("every record is accepted, rejected or dead-lettered exactly once, and wind
   bad.forEach((b, i) => {
     inputs.splice(40 + i * 50, 0, { key: `bad-${i}`, value: b.value, bad: b.code });
   });
-  const producer = kafka.producer();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   await producer.send({
     topic: t.input,
