@@ -9,10 +9,11 @@
  *
  * (Not `clipsieve-*`: the filter replaces its own headers on the copies it writes.)
  */
-import { Kafka, logLevel, type Message, Partitioners, type Producer } from "kafkajs";
+import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { type AvroRecordEncoder, createAvroEncoder, encodeJsonRecord } from "../decode/encode.ts";
+import { createKafkaClient } from "../kafka/client.ts";
 import { ensureTopics } from "../kafka/topics.ts";
 import type { SimRecord, Simulation } from "./generator.ts";
 
@@ -42,18 +43,7 @@ const MAX_REQUEST_BYTES = 900_000;
 
 /** Make a kafkajs client whose warnings and errors go to `logger`. */
 export function simulatorKafka(brokers: string[], logger: Logger, clientId = "clipsieve-simulate"): Kafka {
-  return new Kafka({
-    clientId,
-    brokers,
-    logLevel: logLevel.WARN,
-    logCreator:
-      () =>
-      ({ level, log }) => {
-        const { message, ...extra } = log;
-        if (level <= logLevel.ERROR) logger.error(extra, `kafkajs: ${message}`);
-        else logger.warn(extra, `kafkajs: ${message}`);
-      },
-  });
+  return createKafkaClient(brokers, clientId, logger);
 }
 
 /** Create `topic` with `partitions` partitions unless it exists. */
