@@ -45,7 +45,7 @@ export async function brokersOrLocal(
     const state = await startLocalBroker({ stateDir, port: 0, controllerPort: 0, logger });
     pid = state.pid;
     await waitForCoordinators([state.brokers]);
-    return {
+    const handle: BrokerHandle = {
       brokers: [state.brokers],
       local: true,
       pid,
@@ -70,6 +70,15 @@ export async function brokersOrLocal(
         remove();
       },
     };
+    // Whatever ends the process (an error, process.exit on a signal), the broker must not outlive it.
+    const onExit = () => handle.killNow();
+    process.once("exit", onExit);
+    const stop = handle.stop;
+    handle.stop = async () => {
+      process.off("exit", onExit);
+      await stop();
+    };
+    return handle;
   } catch (err) {
     // startLocalBroker stops a broker that started but never answered; the folder is ours to remove.
     await stopLocalBroker(stateDir).catch(() => {});

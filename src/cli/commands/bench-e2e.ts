@@ -43,6 +43,10 @@ export function registerBenchE2eCommand(program: Command): void {
         json?: boolean;
       }) => {
         quietKafkajsNotices();
+        // Ctrl-C or SIGTERM: exit through process.exit, whose "exit" hook stops the local broker.
+        const exitOnSignal = () => process.exit(130);
+        process.once("SIGINT", exitOnSignal);
+        process.once("SIGTERM", exitOnSignal);
         const logger = createLogger("bench-e2e", process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
         const report = await runE2eBench({
           brokers: opts.brokers,

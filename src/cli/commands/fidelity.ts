@@ -67,6 +67,10 @@ export function registerFidelityCommand(program: Command): void {
     .action(async (opts: Record<string, unknown>) => {
       const logger = createLogger("fidelity", process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
       quietKafkajsNotices();
+      // Ctrl-C or SIGTERM: exit through process.exit, whose "exit" hook stops the local broker.
+      const exitOnSignal = () => process.exit(130);
+      process.once("SIGINT", exitOnSignal);
+      process.once("SIGTERM", exitOnSignal);
       const report = await runFidelity({
         brokers: opts.brokers as string | undefined,
         count: opts.count as number,
