@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import "../src/common/quiet-warnings.ts";
 import { Kafka, logLevel } from "kafkajs";
 import { createLogger } from "../src/common/logger.ts";
 import { startLocalBroker, stopLocalBroker } from "../src/kafka/local-broker.ts";

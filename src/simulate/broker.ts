@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Kafka, logLevel } from "kafkajs";
 import type { Logger } from "../common/logger.ts";
-import { startLocalBroker, stopLocalBroker } from "../kafka/local-broker.ts";
+import { readBrokerState, startLocalBroker, stopLocalBroker } from "../kafka/local-broker.ts";
 
 export interface BrokerHandle {
   brokers: string[];
@@ -41,6 +41,20 @@ export async function brokersOrLocal(
   let stopped = false;
   let pid: number | undefined;
   const remove = () => rmSync(stateDir, { recursive: true, force: true });
+  // Whatever ends the process (an error, process.exit on a signal), even while the broker is still
+  // starting, the broker must not outlive it: kill its process group from the pid its folder records.
+  const onExit = () => {
+    const started = readBrokerState(stateDir);
+    if (started) {
+      try {
+        process.kill(-started.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    remove();
+  };
+  process.once("exit", onExit);
   try {
     const state = await startLocalBroker({ stateDir, port: 0, controllerPort: 0, logger });
     pid = state.pid;
@@ -70,9 +84,6 @@ export async function brokersOrLocal(
         remove();
       },
     };
-    // Whatever ends the process (an error, process.exit on a signal), the broker must not outlive it.
-    const onExit = () => handle.killNow();
-    process.once("exit", onExit);
     const stop = handle.stop;
     handle.stop = async () => {
       process.off("exit", onExit);
@@ -83,6 +94,7 @@ export async function brokersOrLocal(
     // startLocalBroker stops a broker that started but never answered; the folder is ours to remove.
     await stopLocalBroker(stateDir).catch(() => {});
     remove();
+    process.off("exit", onExit);
     throw err;
   }
 }
