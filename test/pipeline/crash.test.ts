@@ -132,10 +132,19 @@ test("two filters in one group, one killed: the other takes over, nothing lost o
   const kafka = testKafka();
   const t = await filterTopics(kafka, 4);
   const n = 2000;
-  await produce(kafka, t.input, n, 4, 12);
   const a = spawnClipsieve(filterArgs(t, [...FAST, "--instance-id", "a"]));
   const b = spawnClipsieve(filterArgs(t, [...FAST, "--instance-id", "b"]));
   try {
+    // The records go in once both members share the partitions (two each). A member joining while the
+    // other has a window's transaction in flight is a different case: kafkajs gives no revoke callback
+    // to finish that transaction before the rebalance (docs/streaming.md, "Known limit").
+    const twoEach = /"assignment":\{"[^"]+":\[\d+,\d+\]\}/;
+    await waitFor(
+      async () => twoEach.test(a.output()) && twoEach.test(b.output()),
+      60_000,
+      `both members\n${a.output()}`,
+    );
+    await produce(kafka, t.input, n, 4, 12);
     await waitFor(
       async () => (await scoresHighWatermark(kafka, t.scores)) >= 800,
       90_000,
