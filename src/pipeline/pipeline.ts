@@ -209,6 +209,10 @@ export async function buildPipeline(
     for (const f of w) f();
   };
   let currentGeneration = 0;
+  // Set before a (re)join until the join completes: no new window transaction may start meanwhile.
+  let revoking = false;
+  // The transaction of the window being delivered, which a rejoin must wait for.
+  let inFlightDelivery: Promise<boolean> | undefined;
   let stopping = false;
   let lastWindowAt = Date.now();
   let lastError: unknown;
@@ -223,6 +227,21 @@ export async function buildPipeline(
     sessionTimeoutMs: config.sessionTimeoutMs,
     onRebalance: (gen) => {
       currentGeneration = gen;
+      revoking = false;
+    },
+    beforeRejoin: async () => {
+      // From here on, no window of this generation starts a transaction: its partitions may move.
+      revoking = true;
+      releaseRoom();
+      const t0 = performance.now();
+      const waited = inFlightDelivery !== undefined;
+      await inFlightDelivery?.catch(() => undefined);
+      await sink.settle();
+      if (waited)
+        logger.info(
+          { ms: Math.round(performance.now() - t0) },
+          "rebalance: the window transaction in flight finished before rejoining",
+        );
     },
     onCrash: (err) => void fail(err),
     onFetched: (partition, lastOffset) => {
@@ -309,7 +328,7 @@ export async function buildPipeline(
       const tPolicy = performance.now();
       const outcomes = decideWindow(plan, scores, policy);
       metrics.windowSeconds.observe({ stage: "policy" }, (performance.now() - tPolicy) / 1000);
-      if (decided.generation !== currentGeneration) {
+      if (decided.generation !== currentGeneration || revoking) {
         // A rebalance arrived while scoring: this window's partitions may belong to another member now.
         policy = createPolicy(policySpec, { state: before });
         logger.info(
@@ -353,7 +372,8 @@ export async function buildPipeline(
     try {
       const { plan, outcomes, messages } = d;
       if (!plan || !outcomes || !messages) return;
-      if (d.generation !== currentGeneration) {
+      const rebalanced = () => d.generation !== currentGeneration || revoking;
+      if (rebalanced()) {
         metrics.windows.inc({ outcome: "aborted_rebalance" });
         logger.info(
           { windowId: plan.id },
@@ -362,10 +382,22 @@ export async function buildPipeline(
         return;
       }
       const tDeliver = performance.now();
-      await deliverWithRetry(
+      inFlightDelivery = deliverWithRetry(
         () => sink.deliver({ messages, offsets: nextOffsets(plan.records) }, source.consumer),
         logger,
+        rebalanced,
       );
+      const committed = await inFlightDelivery.finally(() => {
+        inFlightDelivery = undefined;
+      });
+      if (!committed) {
+        metrics.windows.inc({ outcome: "aborted_rebalance" });
+        logger.info(
+          { windowId: plan.id },
+          "window aborted: rebalance during delivery; its records will be re-read",
+        );
+        return;
+      }
       metrics.windowSeconds.observe({ stage: "deliver" }, (performance.now() - tDeliver) / 1000);
       recordWindowMetrics(metrics, outcomes, policy, plan);
       delivered = true;
@@ -545,13 +577,23 @@ function recordWindowMetrics(
   }
 }
 
-/** Retry a window's delivery (a fresh transaction each time) on errors Kafka calls retriable. */
-async function deliverWithRetry(deliver: () => Promise<void>, logger: Logger, attempts = 5): Promise<void> {
+/**
+ * Retry a window's delivery (a fresh transaction each time) on errors Kafka calls retriable. Resolves
+ * true once committed, false when a rebalance began before a retry (the records will be re-read).
+ */
+async function deliverWithRetry(
+  deliver: () => Promise<void>,
+  logger: Logger,
+  rebalanced: () => boolean,
+  attempts = 5,
+): Promise<boolean> {
   for (let i = 1; ; i++) {
     try {
-      return await deliver();
+      await deliver();
+      return true;
     } catch (err) {
       const retriable = (err as { retriable?: boolean }).retriable === true;
+      if (retriable && rebalanced()) return false;
       if (!retriable || i >= attempts) throw err;
       logger.warn({ err, attempt: i }, "window delivery failed; retrying");
       await new Promise((r) => setTimeout(r, 200 * 2 ** i));

@@ -9,7 +9,7 @@
  * partition into one record batch, and brokers refuse batches above `message.max.bytes` (1 MiB by
  * default), while one window of 768-d JSON records is tens of MiB.
  */
-import type { Consumer, Kafka, Message, Producer, TopicMessages } from "kafkajs";
+import type { Admin, Consumer, Kafka, Message, Producer, TopicMessages } from "kafkajs";
 import type { Logger } from "../common/logger.ts";
 import type { OutMessage } from "./outputs.ts";
 
@@ -32,6 +32,13 @@ export interface KafkaSink {
   connect(): Promise<void>;
   /** Deliver one window; throws if it could not (the transaction is then aborted). */
   deliver(window: WindowDelivery, consumer: Consumer): Promise<void>;
+  /**
+   * Wait (at most `timeoutMs`) until the group's committed offsets include those of the last window
+   * delivered. A transaction's offsets become readable only once the broker has written its commit
+   * markers, a moment after the commit returned; kafkajs's OffsetFetch cannot ask the broker to wait
+   * for them (KIP-447's require_stable), so a member about to rejoin waits here instead.
+   */
+  settle(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -73,6 +80,12 @@ function offsetsForKafka(offsets: Map<string, Map<number, string>>) {
   }));
 }
 
+/**
+ * Fault injection for tests: hold every window transaction this long before its commit, as a large
+ * window on a slow broker does, so that rebalances reliably find a transaction in flight.
+ */
+const FAULT_COMMIT_DELAY_MS = Number(process.env.CLIPSIEVE_FAULT_COMMIT_DELAY_MS ?? 0);
+
 export function createKafkaSink(opts: KafkaSinkOptions): KafkaSink {
   const maxBytes = opts.maxRequestBytes ?? 900_000;
   const exactlyOnce = opts.delivery === "exactly-once";
@@ -86,6 +99,23 @@ export function createKafkaSink(opts: KafkaSinkOptions): KafkaSink {
         }
       : { idempotent: true, maxInFlightRequests: 1 },
   );
+  let lastOffsets: Map<string, Map<number, string>> | undefined;
+  let admin: Admin | undefined;
+  const committedIncludes = async (want: Map<string, Map<number, string>>): Promise<boolean> => {
+    if (!admin) {
+      admin = opts.kafka.admin();
+      await admin.connect();
+    }
+    for (const [topic, parts] of want) {
+      const [got] = await admin.fetchOffsets({ groupId: opts.groupId, topics: [topic] });
+      const committed = new Map(got?.partitions.map((p) => [p.partition, p.offset]) ?? []);
+      for (const [partition, offset] of parts) {
+        const c = committed.get(partition);
+        if (c === undefined || c === "-1" || BigInt(c) < BigInt(offset)) return false;
+      }
+    }
+    return true;
+  };
   return {
     async connect() {
       // For a transactional producer this also initialises the transactional id, which fences (and
@@ -107,14 +137,38 @@ export function createKafkaSink(opts: KafkaSinkOptions): KafkaSink {
       try {
         for (const topicMessages of chunks) await txn.sendBatch({ topicMessages, acks: -1 });
         await txn.sendOffsets({ consumerGroupId: opts.groupId, topics: offsetsForKafka(window.offsets) });
+        if (FAULT_COMMIT_DELAY_MS > 0) await new Promise((r) => setTimeout(r, FAULT_COMMIT_DELAY_MS));
         await txn.commit();
+        lastOffsets = window.offsets;
       } catch (err) {
         opts.logger.warn({ err }, "window delivery failed; aborting its transaction");
         await txn.abort().catch((abortErr: unknown) => opts.logger.warn({ err: abortErr }, "abort failed"));
         throw err;
       }
     },
+    async settle(timeoutMs = 15_000) {
+      const want = lastOffsets;
+      if (!want) return;
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        try {
+          if (await committedIncludes(want)) break;
+        } catch (err) {
+          opts.logger.warn({ err }, "could not read the group's committed offsets");
+        }
+        if (Date.now() >= deadline) {
+          opts.logger.warn(
+            { timeoutMs },
+            "the last window's committed offsets are not readable yet; rejoining anyway",
+          );
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      lastOffsets = undefined;
+    },
     async close() {
+      await admin?.disconnect().catch(() => undefined);
       await producer.disconnect();
     },
   };

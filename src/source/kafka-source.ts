@@ -4,14 +4,17 @@
  * that wait is the backpressure, and it is explicit here rather than hidden in an operator. While it
  * waits it keeps heartbeating, so a slow window never costs the group membership.
  *
- * Rebalances: every (re)join bumps `generation`. Records carry the generation they were fetched in;
- * after a rebalance, kafkajs re-reads each assigned partition from its committed offset, so the
- * pipeline drops everything of an older generation that it has not delivered (never emitted twice).
+ * Rebalances: before every (re)join, `beforeRejoin` lets the pipeline finish its transaction in flight
+ * (src/kafka/rejoin-hook.ts says why kafkajs needs help there). Every join bumps `generation`. Records
+ * carry the generation they were fetched in; after a rebalance, kafkajs re-reads each assigned
+ * partition from its committed offset, so the pipeline drops everything of an older generation that
+ * it has not delivered (never emitted twice).
  */
 import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
 import type { Logger } from "../common/logger.ts";
 import type { PipelineMetrics } from "../common/metrics.ts";
 import type { RawRecord } from "../decode/types.ts";
+import { assignerWithRejoinHook } from "../kafka/rejoin-hook.ts";
 
 export interface KafkaSourceOptions {
   kafka: Kafka;
@@ -30,6 +33,11 @@ export interface KafkaSourceOptions {
    * for batches holding only markers or aborted records, which never reach `onRecords`.
    */
   onFetched?(partition: number, lastOffset: string): void;
+  /**
+   * Awaited before every (re)join of the group, while the partitions are still this member's: finish
+   * (or give up) the transaction in flight here, so the next owner reads offsets that include it.
+   */
+  beforeRejoin?(): Promise<void>;
   sessionTimeoutMs?: number;
 }
 
@@ -48,6 +56,7 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
     heartbeatInterval: 3_000,
     maxBytesPerPartition: 8 * 1024 * 1024,
     maxBytes: 32 * 1024 * 1024,
+    ...(opts.beforeRejoin ? { partitionAssigners: [assignerWithRejoinHook(opts.beforeRejoin)] } : {}),
   });
   let generation = 0;
   consumer.on(consumer.events.CRASH, (e) => {
