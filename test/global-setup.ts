@@ -16,6 +16,9 @@ import { ensureTopics } from "../src/kafka/topics.ts";
 let stateDir: string | undefined;
 
 export async function globalSetup(): Promise<void> {
+  // Every test file and every clipsieve it spawns is a new Node process that would compile the same
+  // few thousand modules again (about 2 s of CPU each): V8's on-disk compile cache halves that.
+  process.env.NODE_COMPILE_CACHE ??= join(tmpdir(), "clipsieve-node-compile-cache");
   if (process.env.KAFKA_BROKERS) return;
   stateDir = mkdtempSync(join(tmpdir(), "clipsieve-test-kafka-"));
   const state = await startLocalBroker({

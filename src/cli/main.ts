@@ -5,25 +5,33 @@
 import "../common/quiet-warnings.ts";
 import { Command, CommanderError } from "commander";
 import { isClipsieveError } from "../common/errors.ts";
-import { registerBenchCommand } from "./commands/bench.ts";
-import { registerBenchE2eCommand } from "./commands/bench-e2e.ts";
-import { registerCalibrateCommand } from "./commands/calibrate.ts";
-import { registerDemoCommand } from "./commands/demo.ts";
-import { registerDiffCommand } from "./commands/diff.ts";
-import { registerDumpCommand } from "./commands/dump.ts";
-import { registerEmbedBenchCommand } from "./commands/embed-bench.ts";
-import { registerExportCommand } from "./commands/export.ts";
-import { registerFidelityCommand } from "./commands/fidelity.ts";
-import { registerKafkaCommand } from "./commands/kafka.ts";
-import { registerLoadCommand } from "./commands/load.ts";
-import { registerReplayCommand } from "./commands/replay.ts";
-import { registerRunCommand } from "./commands/run.ts";
-import { registerScoreCommand } from "./commands/score.ts";
-import { registerSelectCommand } from "./commands/select.ts";
-import { registerSimulateCommand } from "./commands/simulate.ts";
-import { registerTargetCommand } from "./commands/target.ts";
 
-export function buildProgram(): Command {
+/**
+ * Each command's module, loaded only when needed: the pipeline, Parquet (a WebAssembly module compiled
+ * at load) and the embedding stack cost seconds of start-up that a call of another command never uses.
+ */
+const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
+  kafka: async () => (await import("./commands/kafka.ts")).registerKafkaCommand,
+  bench: async () => (await import("./commands/bench.ts")).registerBenchCommand,
+  "embed-bench": async () => (await import("./commands/embed-bench.ts")).registerEmbedBenchCommand,
+  run: async () => (await import("./commands/run.ts")).registerRunCommand,
+  replay: async () => (await import("./commands/replay.ts")).registerReplayCommand,
+  score: async () => (await import("./commands/score.ts")).registerScoreCommand,
+  select: async () => (await import("./commands/select.ts")).registerSelectCommand,
+  target: async () => (await import("./commands/target.ts")).registerTargetCommand,
+  simulate: async () => (await import("./commands/simulate.ts")).registerSimulateCommand,
+  demo: async () => (await import("./commands/demo.ts")).registerDemoCommand,
+  fidelity: async () => (await import("./commands/fidelity.ts")).registerFidelityCommand,
+  "bench-e2e": async () => (await import("./commands/bench-e2e.ts")).registerBenchE2eCommand,
+  diff: async () => (await import("./commands/diff.ts")).registerDiffCommand,
+  dump: async () => (await import("./commands/dump.ts")).registerDumpCommand,
+  calibrate: async () => (await import("./commands/calibrate.ts")).registerCalibrateCommand,
+  export: async () => (await import("./commands/export.ts")).registerExportCommand,
+  load: async () => (await import("./commands/load.ts")).registerLoadCommand,
+};
+
+/** The program with every command, or only `only` when that names one (help then lists just it). */
+export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command("clipsieve")
     .description(
       "Streaming filter for image-text training data on Kafka: s-CLIPLoss and NormSim, exactly once.",
@@ -31,29 +39,15 @@ export function buildProgram(): Command {
     .version("0.1.0")
     .showHelpAfterError()
     .exitOverride();
-  registerKafkaCommand(program);
-  registerBenchCommand(program);
-  registerEmbedBenchCommand(program);
-  registerRunCommand(program);
-  registerReplayCommand(program);
-  registerScoreCommand(program);
-  registerSelectCommand(program);
-  registerTargetCommand(program);
-  registerSimulateCommand(program);
-  registerDemoCommand(program);
-  registerFidelityCommand(program);
-  registerBenchE2eCommand(program);
-  registerDiffCommand(program);
-  registerDumpCommand(program);
-  registerCalibrateCommand(program);
-  registerExportCommand(program);
-  registerLoadCommand(program);
+  const names = only !== undefined && Object.hasOwn(COMMANDS, only) ? [only] : Object.keys(COMMANDS);
+  for (const register of await Promise.all(names.map((name) => COMMANDS[name]()))) register(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    await buildProgram().parseAsync(argv);
+    // argv[2] is the command: load just its module.
+    await (await buildProgram(argv[2])).parseAsync(argv);
     return Number(process.exitCode ?? 0);
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;

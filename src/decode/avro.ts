@@ -1,14 +1,10 @@
-import {
-  AvroDeserializer,
-  type SchemaRegistryClient,
-  SerdeType,
-  SubjectNameStrategyType,
-} from "@confluentinc/schemaregistry";
+import type { SchemaRegistryClient } from "@confluentinc/schemaregistry";
 import type { ClipsieveError } from "../common/errors.ts";
 import { BadRecordError } from "./bad-record.ts";
 import { describe } from "./embedding.ts";
 import {
   createRegistryClient,
+  loadRegistryLib,
   type RegistryConnection,
   registryFailure,
   registryStatus,
@@ -30,7 +26,8 @@ export interface AvroValueReader {
  * a short value gets a clear message rather than the deserializer's RangeError.
  */
 export async function createAvroValueReader(conn: RegistryConnection): Promise<AvroValueReader> {
-  const client = createRegistryClient(conn);
+  const { AvroDeserializer, SerdeType, SubjectNameStrategyType } = await loadRegistryLib();
+  const client = await createRegistryClient(conn);
   await checkReachable(client, conn.schemaRegistryUrl);
   // TOPIC (`<topic>-value`) rather than the client's default ASSOCIATED strategy, which asks the
   // registry's associations API on every new topic; the subject only scopes the id lookup anyway.

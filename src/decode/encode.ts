@@ -3,11 +3,10 @@
  * producer of clipsieve's input would do.
  */
 import { readFileSync } from "node:fs";
-import { AvroSerializer, SerdeType, SubjectNameStrategyType } from "@confluentinc/schemaregistry";
 import { ClipsieveError } from "../common/errors.ts";
 import { type EmbeddingDtype, floatsToBytes } from "./float-bytes.ts";
 import { DECODER_DEFAULTS } from "./options.ts";
-import { createRegistryClient, registryFailure, registryStatus } from "./registry.ts";
+import { createRegistryClient, loadRegistryLib, registryFailure, registryStatus } from "./registry.ts";
 
 /** One record's fields. Embeddings are written as given (normalised or not). */
 export interface ClipRecordFields {
@@ -85,7 +84,8 @@ export interface AvroRecordEncoder {
 /** Register clip_record.avsc (idempotent: the same schema keeps its id) and write values with it. */
 export async function createAvroEncoder(options: AvroEncoderOptions): Promise<AvroRecordEncoder> {
   const conn = { ...DECODER_DEFAULTS, ...options };
-  const client = createRegistryClient(conn);
+  const { AvroSerializer, SerdeType, SubjectNameStrategyType } = await loadRegistryLib();
+  const client = await createRegistryClient(conn);
   const subject = `${options.topic}-value`;
   let schemaId: number;
   try {

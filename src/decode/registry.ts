@@ -1,5 +1,18 @@
-import { RestError, SchemaRegistryClient } from "@confluentinc/schemaregistry";
+import type { SchemaRegistryClient } from "@confluentinc/schemaregistry";
 import { ClipsieveError } from "../common/errors.ts";
+
+type RegistryLib = typeof import("@confluentinc/schemaregistry");
+let lib: Promise<RegistryLib> | undefined;
+
+/**
+ * The Schema Registry client library, loaded on first use: importing it costs about 4 s of CPU (it
+ * brings cloud KMS clients and rule engines along), which every command without a registry (most of
+ * them, and every short-lived CLI call) would otherwise pay at start.
+ */
+export function loadRegistryLib(): Promise<RegistryLib> {
+  lib ??= import("@confluentinc/schemaregistry");
+  return lib;
+}
 
 export interface RegistryConnection {
   schemaRegistryUrl: string;
@@ -12,7 +25,8 @@ export interface RegistryConnection {
  * A registry client that gives up in bounded time: axios (under the client) has no request timeout by
  * default, so a registry that accepts connections but never answers would stall the stage for ever.
  */
-export function createRegistryClient(conn: RegistryConnection): SchemaRegistryClient {
+export async function createRegistryClient(conn: RegistryConnection): Promise<SchemaRegistryClient> {
+  const { SchemaRegistryClient } = await loadRegistryLib();
   return new SchemaRegistryClient({
     baseURLs: [conn.schemaRegistryUrl],
     maxRetries: conn.schemaRegistryMaxRetries,
@@ -29,7 +43,10 @@ const RETRIED_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
  * or undefined when `err` did not come from talking to the registry at all.
  */
 export function registryStatus(err: unknown): number | "no-answer" | undefined {
-  if (err instanceof RestError) return err.status;
+  // The client's RestError (checked by shape: the library may not be loaded here).
+  if (err instanceof Error && typeof (err as { status?: unknown }).status === "number") {
+    return (err as unknown as { status: number }).status;
+  }
   // The client rethrows axios's own error when no response came back.
   if (typeof err === "object" && err !== null && (err as { isAxiosError?: unknown }).isAxiosError === true) {
     return "no-answer";

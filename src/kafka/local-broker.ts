@@ -43,7 +43,7 @@ export interface LocalBrokerOptions {
   cacheDir?: string;
   /** JVM heap, e.g. "768m". Sized for a 2-core, few-GiB machine by default. */
   heap?: string;
-  /** How long to wait for the broker to answer. */
+  /** How long to wait for the broker to answer (default 120 s: a JVM starting on a busy 2-core machine is slow). */
   startTimeoutMs?: number;
   logger?: Logger;
 }
@@ -253,7 +253,7 @@ export async function startLocalBroker(options: LocalBrokerOptions): Promise<Bro
   const existing = await localBrokerStatus(stateDir);
   if (existing.running && existing.state) {
     if (!existing.answering)
-      await waitUntilAnswering(existing.state, stateDir, options.startTimeoutMs ?? 60_000);
+      await waitUntilAnswering(existing.state, stateDir, options.startTimeoutMs ?? 120_000);
     logger.info(
       { brokers: existing.state.brokers, pid: existing.state.pid },
       "local Kafka broker already running",
@@ -334,7 +334,7 @@ export async function startLocalBroker(options: LocalBrokerOptions): Promise<Bro
   writeFileSync(join(stateDir, "broker.json"), JSON.stringify(state, null, 2));
   logger.info({ brokers: state.brokers, pid: state.pid, stateDir }, "starting local Kafka broker");
   try {
-    await waitUntilAnswering(state, stateDir, options.startTimeoutMs ?? 60_000);
+    await waitUntilAnswering(state, stateDir, options.startTimeoutMs ?? 120_000);
   } catch (err) {
     await stopLocalBroker(stateDir);
     throw err;

@@ -19,7 +19,7 @@ async function cli(...args: string[]): Promise<void> {
   const log = console.log;
   console.log = () => {};
   try {
-    await buildProgram().parseAsync(["node", "clipsieve", ...args]);
+    await (await buildProgram()).parseAsync(["node", "clipsieve", ...args]);
   } finally {
     console.log = log;
   }

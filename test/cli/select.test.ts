@@ -19,7 +19,7 @@ async function cli(...args: string[]): Promise<string[]> {
   const log = console.log;
   console.log = (...parts: unknown[]) => printed.push(parts.join(" "));
   try {
-    await buildProgram().parseAsync(["node", "clipsieve", ...args]);
+    await (await buildProgram()).parseAsync(["node", "clipsieve", ...args]);
   } finally {
     console.log = log;
   }

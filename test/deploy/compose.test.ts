@@ -84,11 +84,11 @@ test("docker-compose.yml is valid against the Compose Specification's schema", (
   assert.ok(ok, `docker-compose.yml: ${ajv.errorsText(validate.errors, { separator: "\n" })}`);
 });
 
-test("every clipsieve service runs a command and flags the CLI has", () => {
+test("every clipsieve service runs a command and flags the CLI has", async () => {
   assert.ok(runServices.length >= 2, "expected the CPU and GPU `clipsieve run` services");
   for (const [name, s] of clipsieveServices) {
     const argv = commandOf(s);
-    const program = buildProgram();
+    const program = await buildProgram();
     const sub = program.commands.find((c) => c.name() === argv[0]);
     assert.ok(sub, `service ${name}: \`clipsieve ${argv[0]}\` is not a command`);
     const { unknown } = sub.parseOptions(argv.slice(1));

@@ -160,7 +160,7 @@ test("`target build` stacks files in order, normalises, and names a bad file and
   const log = console.log;
   console.log = (...p: unknown[]) => printed.push(p.join(" "));
   try {
-    await buildProgram().parseAsync([
+    await (await buildProgram()).parseAsync([
       "node",
       "clipsieve",
       "target",
@@ -189,7 +189,7 @@ test("`target build` stacks files in order, normalises, and names a bad file and
     writeNpy({ dtype: "<f4", shape: [3, 2], data: new Float32Array([1, 0, 0, 1, Infinity, 0]) }),
   );
   await assert.rejects(
-    buildProgram().parseAsync([
+    (await buildProgram()).parseAsync([
       "node",
       "clipsieve",
       "target",
