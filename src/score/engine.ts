@@ -91,6 +91,10 @@ export function sessionOptions(device: Device, threads: number): ort.InferenceSe
     // The engine reports a provider that cannot load itself (one warning); onnxruntime's own error
     // lines about it would only repeat that, so a non-cpu attempt logs fatal errors only.
     logSeverityLevel: device === "cpu" ? 3 : 4,
+    // onnxruntime's worker threads spin between runs by default. In the filter, ORT calls alternate
+    // with decoding and Kafka work on the same cores, which the spinning threads would take from them
+    // (and several filters or test processes on one machine burn their CPU spinning).
+    extra: { session: { intra_op: { allow_spinning: "0" } } },
   };
 }
 

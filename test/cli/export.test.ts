@@ -261,15 +261,16 @@ test("export --follow writes new records within --flush-ms and stops cleanly on 
     "500",
   ]);
   const exportedCount = () => (existsSync(out) ? readExport(out).rows.length : 0);
-  const waitFor = async (n: number) => {
-    const deadline = Date.now() + 30_000;
+  const waitFor = async (n: number, ms: number) => {
+    const deadline = Date.now() + ms;
     while (exportedCount() < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   };
   try {
-    await waitFor(60);
+    // The first file waits for the process to start and join its group: slow on a busy machine.
+    await waitFor(60, 180_000);
     assert.equal(exportedCount(), 60, child.output());
     await send(60, 120);
-    await waitFor(120);
+    await waitFor(120, 60_000);
   } finally {
     child.kill("SIGTERM");
     assert.equal(await exited(child), 0, child.output());

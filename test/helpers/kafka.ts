@@ -60,6 +60,14 @@ export async function readAll(
   const timeoutMs = opts.timeoutMs ?? 20_000;
   const idleMs = opts.idleMs ?? 2_000;
   let lastAt = Date.now();
+  // Quiet time counts from the first fetch after joining: a topic that is empty (a dead-letter topic
+  // with no bad records) then ends the read after idleMs, not after the whole timeout.
+  let fetched = false;
+  consumer.on(consumer.events.FETCH, () => {
+    if (fetched) return;
+    fetched = true;
+    lastAt = Date.now();
+  });
   await consumer.run({
     eachMessage: async ({ message, partition }) => {
       const headers: Record<string, string> = {};
@@ -78,7 +86,7 @@ export async function readAll(
   // Wait for the expected count, or (with no count) until the topic has been quiet for idleMs.
   while (Date.now() - start < timeoutMs) {
     if (opts.expected !== undefined && out.length >= opts.expected) break;
-    if (opts.expected === undefined && out.length > 0 && Date.now() - lastAt > idleMs) break;
+    if (opts.expected === undefined && fetched && Date.now() - lastAt > idleMs) break;
     await new Promise((r) => setTimeout(r, 100));
   }
   if (opts.expected !== undefined) await new Promise((r) => setTimeout(r, 300)); // catch any surplus

@@ -141,8 +141,9 @@ test("a second filter joins mid-stream, then one is killed: nothing lost or doub
   const kafka = testKafka();
   const t = await filterTopics(kafka, 4);
   const n = 2000;
-  // a holds each window's transaction open for a while, so the rebalance always finds one in flight.
-  const a = spawnClipsieve(filterArgs(t, [...FAST, "--instance-id", "a"]), {
+  // a holds each window's transaction open for a while, so the rebalance always finds one in flight
+  // (larger windows than FAST's, so that this costs a few seconds, not one per 50 records).
+  const a = spawnClipsieve(filterArgs(t, [...FAST, "--window-size", "200", "--instance-id", "a"]), {
     CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "1000",
   });
   let b: ReturnType<typeof spawnClipsieve> | undefined;
@@ -158,7 +159,7 @@ test("a second filter joins mid-stream, then one is killed: nothing lost or doub
       // b joins while records keep coming, so a has window transactions in flight as the group
       // rebalances: a must finish them before it rejoins (src/kafka/rejoin-hook.ts), or b would
       // re-read records whose offsets were about to commit.
-      b = spawnClipsieve(filterArgs(t, [...FAST, "--instance-id", "b"]));
+      b = spawnClipsieve(filterArgs(t, [...FAST, "--window-size", "200", "--instance-id", "b"]));
       let sent = 400;
       const deadline = Date.now() + 90_000;
       while (!(twoEach.test(a.output()) && twoEach.test(b.output()))) {
