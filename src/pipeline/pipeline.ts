@@ -597,6 +597,8 @@ async function deliverWithRetry(
       if (!retriable || i >= attempts) throw err;
       logger.warn({ err, attempt: i }, "window delivery failed; retrying");
       await new Promise((r) => setTimeout(r, 200 * 2 ** i));
+      // A rebalance that began during the back-off waits for this loop: do not start another try.
+      if (rebalanced()) return false;
     }
   }
 }

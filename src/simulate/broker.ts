@@ -67,7 +67,9 @@ export async function brokersOrLocal(
         if (stopped) return;
         stopped = true;
         try {
-          await stopLocalBroker(stateDir);
+          // Its folder is removed next, so a clean shutdown buys nothing: a KRaft broker's controlled
+          // shutdown takes seconds (more on a busy machine) that would only delay the command's exit.
+          await stopLocalBroker(stateDir, 2_000);
         } finally {
           remove();
         }

@@ -79,7 +79,7 @@ test("demo on a given broker prints the summary and deletes its topics", async (
 });
 
 test("demo without --brokers starts a local broker and leaves nothing behind", async () => {
-  const child = spawnClipsieve(["demo", ...SMALL, "--count", "1000"], { CLIPSIEVE_LOG_LEVEL: "warn" });
+  const child = spawnClipsieve(["demo", ...SMALL, "--count", "600"], { CLIPSIEVE_LOG_LEVEL: "warn" });
   assert.equal(await exited(child), 0, child.output());
   const out = child.output();
   const port = Number(/broker: 127\.0\.0\.1:(\d+) \(local/.exec(out)?.[1]);

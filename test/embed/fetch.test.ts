@@ -72,7 +72,7 @@ async function failure(p: Promise<unknown>): Promise<EmbedRecordError> {
 const soon = () => Date.now() + 10_000;
 
 test("fetches an image, follows a redirect, accepts application/octet-stream", async () => {
-  const f = createImageFetcher(options);
+  const f = createImageFetcher({ ...options, fetchTimeoutMs: 10_000 });
   try {
     assert.deepEqual(await f.fetch(server.url("/ok.png"), soon()), BODY);
     assert.deepEqual(await f.fetch(server.url("/redirect"), soon()), BODY);
@@ -83,7 +83,8 @@ test("fetches an image, follows a redirect, accepts application/octet-stream", a
 });
 
 test("each failure kind has its code and a message naming the cause", async () => {
-  const f = createImageFetcher(options);
+  // No timeouts are tested here: a busy machine must not turn a slow redirect chain into one.
+  const f = createImageFetcher({ ...options, fetchTimeoutMs: 10_000 });
   try {
     const cases: [string, string, RegExp][] = [
       ["/missing", "IMAGE_FETCH_FAILED", /HTTP 404/],
