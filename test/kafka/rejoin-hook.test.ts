@@ -7,14 +7,7 @@ import { test } from "node:test";
 import { silentLogger } from "../../src/common/logger.ts";
 import { createKafkaSource } from "../../src/source/kafka-source.ts";
 import { createTopics, testKafka, uniqueName } from "../helpers/kafka.ts";
-
-async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { waitFor } from "../helpers/wait.ts";
 
 test("a second member's join waits for the first member's before-rejoin hook", async () => {
   const kafka = testKafka();

@@ -10,6 +10,7 @@ import { HEADER } from "../../src/sink/outputs.ts";
 import { exited, type FilterTopics, filterArgs, filterTopics, spawnClipsieve } from "../helpers/filter.ts";
 import { readAll, testKafka } from "../helpers/kafka.ts";
 import { jsonRecord, syntheticPairs } from "../helpers/records.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const DIM = 16;
 const FAST = [
@@ -75,15 +76,6 @@ async function scoresHighWatermark(kafka: Kafka, topic: string): Promise<number>
   } finally {
     await admin.disconnect();
   }
-}
-
-async function waitFor(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 async function assertExactlyOnce(kafka: Kafka, t: FilterTopics, n: number, log: () => string): Promise<void> {

@@ -1,14 +1,7 @@
+import { mulberry32 } from "../helpers/records.ts";
+
 /** Seeded randomness for the policy tests (mulberry32 + Box-Muller), so every run sees the same stream. */
-export function seededUniform(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededUniform: (seed: number) => () => number = mulberry32;
 
 export function seededGauss(seed: number): () => number {
   const uniform = seededUniform(seed);

@@ -9,6 +9,7 @@ import { isClipsieveError } from "../../src/common/errors.ts";
 import { makeDraws } from "../../src/score/draws.ts";
 import { createScoringEngine, type ScoringEngine } from "../../src/score/engine.ts";
 import type { Draw, Pool, TargetSet } from "../../src/score/types.ts";
+import { mulberry32 } from "../helpers/records.ts";
 import {
   capturingLogger,
   clipLossOfBatch,
@@ -362,12 +363,6 @@ describe("execution provider", () => {
 
 /** A small seeded generator for test inputs (values in [-1, 1)). */
 function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const uniform = mulberry32(seed);
+  return () => uniform() * 2 - 1;
 }
