@@ -91,7 +91,16 @@ async function assertExactlyOnce(kafka: Kafka, t: FilterTopics, n: number, log: 
     seen.set(src, (seen.get(src) ?? 0) + 1);
   }
   const doubled = [...seen].filter(([, c]) => c > 1);
-  assert.deepEqual(doubled, [], "records delivered twice");
+  // On failure, say what the group went through (joins, rebalances, aborted windows, expulsions).
+  const groupEvents = () =>
+    log()
+      .split("\n")
+      .filter((l) =>
+        /rebalanc|joined consumer group|aborted|not aware of this member|delivery failed/.test(l),
+      )
+      .slice(-40)
+      .join("\n");
+  assert.deepEqual(doubled, [], `records delivered twice\n${doubled.length ? groupEvents() : ""}`);
   assert.equal(seen.size, n, `delivered ${seen.size} of ${n}\n${log().slice(-3000)}`);
   const scoreSources = new Set(
     scores.map(
@@ -135,9 +144,13 @@ test("a second filter joins mid-stream, then one is killed: nothing lost or doub
   const n = 2000;
   // a holds each window's transaction open for a while, so the rebalance always finds one in flight
   // (larger windows than FAST's, so that this costs a few seconds, not one per 50 records).
-  const a = spawnClipsieve(filterArgs(t, [...FAST, "--window-size", "200", "--instance-id", "a"]), {
-    CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "1000",
-  });
+  // a stays in the group through a slow moment (a long session timeout); b, killed, leaves after 6 s.
+  const a = spawnClipsieve(
+    filterArgs(t, [...FAST, "--window-size", "200", "--session-timeout-ms", "30000", "--instance-id", "a"]),
+    {
+      CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "1000",
+    },
+  );
   let b: ReturnType<typeof spawnClipsieve> | undefined;
   try {
     const twoEach = /"assignment":\{"[^"]+":\[\d+,\d+\]\}/;
