@@ -152,7 +152,11 @@ export async function buildPassthrough(
       );
       stages.outputs += (performance.now() - t) / 1000;
       const tDeliver = performance.now();
-      await sink.deliver({ messages, offsets: nextOffsets(records) }, source.consumer);
+      await sink.deliver(
+        { messages, offsets: nextOffsets(records) },
+        source.consumer,
+        source.confirmMembership,
+      );
       stages.deliver += (performance.now() - tDeliver) / 1000;
       stages.windows++;
       hooks.onWindowDelivered?.({ outcomes, deliveredAt: Date.now() });

@@ -55,6 +55,17 @@ export const ERROR_CODES = {
     retryable: false,
     summary: "A saved policy state was made by a different policy than the one configured.",
   },
+  // streaming filter: group membership (src/kafka/membership.ts)
+  GROUP_MEMBERSHIP_LOST: {
+    retryable: false,
+    summary:
+      "Right before a window's commit, the consumer group answered that it is rebalancing or no longer knows this member: the window is aborted and its records are re-read by their partition's owner.",
+  },
+  GROUP_MEMBERSHIP_UNCONFIRMED: {
+    retryable: true,
+    summary:
+      "The group coordinator answered the heartbeat before a window's commit too late to be sure the partitions are still this member's: the window is delivered again in a new transaction.",
+  },
   // record decoding (the decode stage marks the record; only the registry errors are thrown)
   RECORD_TOMBSTONE: {
     retryable: false,

@@ -20,6 +20,25 @@ import { createRequire } from "node:module";
 import { type PartitionAssigner, PartitionAssigners } from "kafkajs";
 
 const BEFORE_REJOIN = Symbol.for("clipsieve.beforeRejoin");
+const GROUP_SEEN = Symbol.for("clipsieve.groupSeen");
+
+/**
+ * The parts of kafkajs's ConsumerGroup that src/kafka/membership.ts reads to confirm, right before a
+ * window commits, that this member still holds its partitions.
+ */
+export interface ConsumerGroupInternals {
+  groupId: string;
+  memberId: string | null;
+  generationId: number | null;
+  coordinator?: {
+    heartbeat(request: { groupId: string; memberId: string; groupGenerationId: number }): Promise<unknown>;
+  };
+}
+
+interface HookCarrier {
+  [BEFORE_REJOIN]?: () => Promise<void>;
+  [GROUP_SEEN]?: (group: ConsumerGroupInternals) => void;
+}
 
 type JoinAndSync = (this: { assigners?: unknown[] }, ...args: unknown[]) => Promise<unknown>;
 interface ConsumerGroupClass {
@@ -44,7 +63,8 @@ export function installRejoinHook(): void {
     const join = proto.joinAndSync;
     proto.joinAndSync = async function (this: { assigners?: unknown[] }, ...args: unknown[]) {
       for (const assigner of this.assigners ?? []) {
-        const hook = (assigner as { [BEFORE_REJOIN]?: () => Promise<void> })[BEFORE_REJOIN];
+        (assigner as HookCarrier)[GROUP_SEEN]?.(this as unknown as ConsumerGroupInternals);
+        const hook = (assigner as HookCarrier)[BEFORE_REJOIN];
         // The hook must never stop the join: a member that does not rejoin is expelled anyway.
         if (hook) await hook().catch(() => undefined);
       }
@@ -57,9 +77,17 @@ export function installRejoinHook(): void {
 
 /**
  * The round-robin assigner (kafkajs's default) carrying `beforeRejoin`: pass it as the consumer's only
- * `partitionAssigners` entry. The hook should not throw; a rejection is ignored.
+ * `partitionAssigners` entry. The hook should not throw; a rejection is ignored. `onGroup` receives
+ * the consumer's ConsumerGroup at its first join (for src/kafka/membership.ts).
  */
-export function assignerWithRejoinHook(beforeRejoin: () => Promise<void>): PartitionAssigner {
+export function assignerWithRejoinHook(
+  beforeRejoin: () => Promise<void>,
+  onGroup?: (group: ConsumerGroupInternals) => void,
+): PartitionAssigner {
   installRejoinHook();
-  return (config) => Object.assign(PartitionAssigners.roundRobin(config), { [BEFORE_REJOIN]: beforeRejoin });
+  return (config) =>
+    Object.assign(PartitionAssigners.roundRobin(config), {
+      [BEFORE_REJOIN]: beforeRejoin,
+      [GROUP_SEEN]: onGroup,
+    } satisfies HookCarrier);
 }

@@ -14,7 +14,7 @@
  * that bounds memory at any input rate.
  */
 import { concatMap, from, lastValueFrom, Observable, type OperatorFunction, Subject } from "rxjs";
-import { ClipsieveError } from "../common/errors.ts";
+import { ClipsieveError, isClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { createPipelineMetrics, type PipelineMetrics, serveMetrics } from "../common/metrics.ts";
 import { createDecoder } from "../decode/decoder.ts";
@@ -248,42 +248,41 @@ export async function buildPipeline(
       range?.fetched(partition, lastOffset);
       checkFinished();
     },
+    // At most a window's worth at a time, with a wait for room before each, so that at most
+    // maxQueuedWindows + 1 windows of records are in memory however large a fetched batch is.
+    maxRecordsPerCall: config.windowSize,
     onRecords: async (allRaws, generation, heartbeat) => {
       const raws = range
         ? allRaws.filter((r) => range.inRange(r.source.partition, r.source.offset))
         : allRaws;
       if (raws.length === 0) return;
-      range?.taken(raws[0].source.partition, raws.length);
-      // A fetched batch can hold thousands of records: take it a window's worth at a time, and wait
-      // for room before each part, so at most maxQueuedWindows + 1 windows of records are in memory.
-      for (let at = 0; at < raws.length; at += config.windowSize) {
-        // Records a re-formed window still waits for do not count: holding back the fetch would
-        // starve the very window they wait on (its other members are in partitions not yet read).
-        while (
-          undelivered - reforming.waiting >= maxUndelivered &&
-          !stopping &&
-          generation === currentGeneration
-        ) {
-          await new Promise<void>((resolve) => {
-            roomWaiters.push(resolve);
-            setTimeout(resolve, 1000);
-          });
-          await heartbeat();
-        }
-        let decoded: DecodedRecord[];
-        try {
-          decoded = await decoder.decodeBatch(raws.slice(at, at + config.windowSize));
-          intakeFailingSince = undefined;
-        } catch (err) {
-          // The schema registry is down (bad records never throw): kafkajs retries the batch; after a
-          // minute of this, /healthz says so, so an orchestrator can act.
-          intakeFailingSince ??= Date.now();
-          throw err;
-        }
-        undelivered += decoded.length;
-        metrics.undelivered.set(undelivered);
-        for (const record of decoded) records$.next({ record, generation });
+      // Records a re-formed window still waits for do not count: holding back the fetch would
+      // starve the very window they wait on (its other members are in partitions not yet read).
+      while (
+        undelivered - reforming.waiting >= maxUndelivered &&
+        !stopping &&
+        generation === currentGeneration
+      ) {
+        await new Promise<void>((resolve) => {
+          roomWaiters.push(resolve);
+          setTimeout(resolve, 1000);
+        });
+        await heartbeat();
       }
+      let decoded: DecodedRecord[];
+      try {
+        decoded = await decoder.decodeBatch(raws);
+        intakeFailingSince = undefined;
+      } catch (err) {
+        // The schema registry is down (bad records never throw): kafkajs hands the batch again; after
+        // a minute of this, /healthz says so, so an orchestrator can act.
+        intakeFailingSince ??= Date.now();
+        throw err;
+      }
+      range?.taken(raws[0].source.partition, raws.length);
+      undelivered += decoded.length;
+      metrics.undelivered.set(undelivered);
+      for (const record of decoded) records$.next({ record, generation });
     },
   });
 
@@ -383,7 +382,12 @@ export async function buildPipeline(
       }
       const tDeliver = performance.now();
       inFlightDelivery = deliverWithRetry(
-        () => sink.deliver({ messages, offsets: nextOffsets(plan.records) }, source.consumer),
+        () =>
+          sink.deliver(
+            { messages, offsets: nextOffsets(plan.records) },
+            source.consumer,
+            source.confirmMembership,
+          ),
         logger,
         rebalanced,
       );
@@ -578,8 +582,9 @@ function recordWindowMetrics(
 }
 
 /**
- * Retry a window's delivery (a fresh transaction each time) on errors Kafka calls retriable. Resolves
- * true once committed, false when a rebalance began before a retry (the records will be re-read).
+ * Retry a window's delivery (a fresh transaction each time) on errors Kafka (or clipsieve) calls
+ * retriable. Resolves true once committed, false when a rebalance began before a retry or the group
+ * membership was lost (the records will be re-read).
  */
 async function deliverWithRetry(
   deliver: () => Promise<void>,
@@ -592,7 +597,11 @@ async function deliverWithRetry(
       await deliver();
       return true;
     } catch (err) {
-      const retriable = (err as { retriable?: boolean }).retriable === true;
+      // The group is rebalancing or dropped this member: the rejoin that follows re-reads the window.
+      if (isClipsieveError(err, "GROUP_MEMBERSHIP_LOST")) return false;
+      const retriable =
+        (err as { retriable?: boolean }).retriable === true ||
+        (err as { retryable?: boolean }).retryable === true;
       if (retriable && rebalanced()) return false;
       if (!retriable || i >= attempts) throw err;
       logger.warn({ err, attempt: i }, "window delivery failed; retrying");

@@ -11,6 +11,7 @@
  */
 import type { Admin, Consumer, Kafka, Message, Producer, TopicMessages } from "kafkajs";
 import type { Logger } from "../common/logger.ts";
+import type { MembershipLease } from "../kafka/membership.ts";
 import type { OutMessage } from "./outputs.ts";
 
 export interface KafkaSinkOptions {
@@ -30,8 +31,16 @@ export interface WindowDelivery {
 
 export interface KafkaSink {
   connect(): Promise<void>;
-  /** Deliver one window; throws if it could not (the transaction is then aborted). */
-  deliver(window: WindowDelivery, consumer: Consumer): Promise<void>;
+  /**
+   * Deliver one window; throws if it could not (the transaction is then aborted). With exactly-once,
+   * `confirmMembership` runs right before the commit and its error aborts the window instead
+   * (src/kafka/membership.ts: kafkajs cannot fence a commit from an expelled member).
+   */
+  deliver(
+    window: WindowDelivery,
+    consumer: Consumer,
+    confirmMembership?: () => Promise<MembershipLease>,
+  ): Promise<void>;
   /**
    * Wait (at most `timeoutMs`) until the group's committed offsets include those of the last window
    * delivered. A transaction's offsets become readable only once the broker has written its commit
@@ -81,8 +90,9 @@ function offsetsForKafka(offsets: Map<string, Map<number, string>>) {
 }
 
 /**
- * Fault injection for tests: hold every window transaction this long before its commit, as a large
- * window on a slow broker does, so that rebalances reliably find a transaction in flight.
+ * Fault injection for tests: hold every window transaction this long between the membership check and
+ * the commit, as a slow broker or a paused process does, so that rebalances reliably find a
+ * transaction in flight (and a frozen process wakes up inside one).
  */
 const FAULT_COMMIT_DELAY_MS = Number(process.env.CLIPSIEVE_FAULT_COMMIT_DELAY_MS ?? 0);
 
@@ -122,7 +132,7 @@ export function createKafkaSink(opts: KafkaSinkOptions): KafkaSink {
       // aborts the open transaction of) an earlier incarnation of this instance.
       await producer.connect();
     },
-    async deliver(window, consumer) {
+    async deliver(window, consumer, confirmMembership) {
       const chunks = chunkMessages(window.messages, maxBytes);
       if (!exactlyOnce) {
         for (const topicMessages of chunks) await producer.sendBatch({ topicMessages, acks: -1 });
@@ -137,7 +147,12 @@ export function createKafkaSink(opts: KafkaSinkOptions): KafkaSink {
       try {
         for (const topicMessages of chunks) await txn.sendBatch({ topicMessages, acks: -1 });
         await txn.sendOffsets({ consumerGroupId: opts.groupId, topics: offsetsForKafka(window.offsets) });
-        if (FAULT_COMMIT_DELAY_MS > 0) await new Promise((r) => setTimeout(r, FAULT_COMMIT_DELAY_MS));
+        const lease = await confirmMembership?.();
+        if (FAULT_COMMIT_DELAY_MS > 0) {
+          opts.logger.info({ ms: FAULT_COMMIT_DELAY_MS }, "fault injection: holding the window transaction");
+          await new Promise((r) => setTimeout(r, FAULT_COMMIT_DELAY_MS));
+        }
+        lease?.check();
         await txn.commit();
         lastOffsets = window.offsets;
       } catch (err) {

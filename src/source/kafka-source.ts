@@ -9,12 +9,18 @@
  * carry the generation they were fetched in; after a rebalance, kafkajs re-reads each assigned
  * partition from its committed offset, so the pipeline drops everything of an older generation that
  * it has not delivered (never emitted twice).
+ *
+ * Within a generation, no record is handed over twice: a batch goes to `onRecords` in parts of at most
+ * `maxRecordsPerCall`, and the source remembers how far each partition was taken. kafkajs hands a
+ * whole batch again when its eachBatch call throws (a heartbeat that timed out, the schema registry
+ * down); the parts taken before the error are skipped then, or they would be delivered twice.
  */
 import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
 import type { Logger } from "../common/logger.ts";
 import type { PipelineMetrics } from "../common/metrics.ts";
 import type { RawRecord } from "../decode/types.ts";
-import { assignerWithRejoinHook } from "../kafka/rejoin-hook.ts";
+import { confirmMembership, heartbeatNow, type MembershipLease } from "../kafka/membership.ts";
+import { assignerWithRejoinHook, type ConsumerGroupInternals } from "../kafka/rejoin-hook.ts";
 
 export interface KafkaSourceOptions {
   kafka: Kafka;
@@ -22,7 +28,11 @@ export interface KafkaSourceOptions {
   topic: string;
   logger: Logger;
   metrics?: PipelineMetrics;
-  /** Receives each fetched batch; resolves when the pipeline has taken it (may wait for room). */
+  /**
+   * Receives each fetched batch, in parts of at most `maxRecordsPerCall` records; resolves when the
+   * pipeline has taken the part (it may wait for room first). A part whose call throws is handed
+   * again later.
+   */
   onRecords(records: RawRecord[], generation: number, heartbeat: () => Promise<void>): Promise<void>;
   /** The consumer stopped for good (kafkajs will not restart it). */
   onCrash?(err: Error): void;
@@ -39,6 +49,8 @@ export interface KafkaSourceOptions {
    */
   beforeRejoin?(): Promise<void>;
   sessionTimeoutMs?: number;
+  /** Largest part of a batch handed to one `onRecords` call (default: the whole batch). */
+  maxRecordsPerCall?: number;
 }
 
 export interface KafkaSource {
@@ -46,24 +58,55 @@ export interface KafkaSource {
   readonly generation: number;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Resolves if this member still holds its partitions, sure for long enough to commit a window now;
+   * throws otherwise (src/kafka/membership.ts).
+   */
+  confirmMembership(): Promise<MembershipLease>;
 }
 
 export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
+  const sessionTimeout = opts.sessionTimeoutMs ?? 30_000;
+  let group: ConsumerGroupInternals | undefined;
+  // kafkajs sends no heartbeats while the hook runs (its join is waiting on it). A member silent for
+  // a session timeout is dropped even in the middle of a rebalance, so keep heartbeating meanwhile;
+  // the answers (REBALANCE_IN_PROGRESS) are expected and ignored.
+  const beforeRejoin = async () => {
+    if (!opts.beforeRejoin) return;
+    const keepAlive = setInterval(() => void heartbeatNow(group).catch(() => undefined), 1000);
+    try {
+      await opts.beforeRejoin();
+    } finally {
+      clearInterval(keepAlive);
+    }
+  };
   const consumer = opts.kafka.consumer({
     groupId: opts.groupId,
     readUncommitted: false,
-    sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
+    sessionTimeout,
+    // Never below the session timeout: the membership lease (src/kafka/membership.ts) counts on a
+    // member keeping its partitions for a whole session timeout after a successful heartbeat.
+    rebalanceTimeout: Math.max(60_000, sessionTimeout),
     heartbeatInterval: 3_000,
     maxBytesPerPartition: 8 * 1024 * 1024,
     maxBytes: 32 * 1024 * 1024,
-    ...(opts.beforeRejoin ? { partitionAssigners: [assignerWithRejoinHook(opts.beforeRejoin)] } : {}),
+    partitionAssigners: [
+      assignerWithRejoinHook(beforeRejoin, (g) => {
+        group = g;
+      }),
+    ],
   });
   let generation = 0;
+  // Per partition, the next offset to hand over in this generation (see the header).
+  let taken = new Map<number, bigint>();
+  const maxPerCall = opts.maxRecordsPerCall ?? Number.POSITIVE_INFINITY;
   consumer.on(consumer.events.CRASH, (e) => {
     if (!e.payload.restart) opts.onCrash?.(e.payload.error);
   });
   consumer.on(consumer.events.GROUP_JOIN, (e) => {
     generation++;
+    // kafkajs reads every assigned partition from its committed offset again.
+    taken = new Map();
     // Lag of partitions this member no longer owns would linger as stale gauges.
     opts.metrics?.consumerLag.reset();
     opts.logger.info(
@@ -90,17 +133,29 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
       return;
     }
     const gen = generation;
-    const records: RawRecord[] = batch.messages.map((m) => ({
-      source: { topic: batch.topic, partition: batch.partition, offset: m.offset },
-      key: m.key,
-      value: m.value,
-      headers: (m.headers ?? {}) as RawRecord["headers"],
-      timestamp: m.timestamp,
-    }));
-    opts.metrics?.recordsIn.inc({ topic: batch.topic }, records.length);
-    await opts.onRecords(records, gen, heartbeat);
+    const partitionTaken = taken;
+    const from = partitionTaken.get(batch.partition) ?? -1n;
+    const fresh = batch.messages.filter((m) => BigInt(m.offset) >= from);
+    if (fresh.length < batch.messages.length) {
+      opts.logger.debug(
+        { partition: batch.partition, skipped: batch.messages.length - fresh.length },
+        "batch handed again after an error; skipping the records already taken",
+      );
+    }
+    for (let at = 0; at < fresh.length; at += maxPerCall) {
+      const records: RawRecord[] = fresh.slice(at, at + maxPerCall).map((m) => ({
+        source: { topic: batch.topic, partition: batch.partition, offset: m.offset },
+        key: m.key,
+        value: m.value,
+        headers: (m.headers ?? {}) as RawRecord["headers"],
+        timestamp: m.timestamp,
+      }));
+      await opts.onRecords(records, gen, heartbeat);
+      partitionTaken.set(batch.partition, BigInt(records[records.length - 1].source.offset) + 1n);
+      opts.metrics?.recordsIn.inc({ topic: batch.topic }, records.length);
+    }
     // Marks the records as taken (the next fetch starts after them); commits nothing.
-    if (records.length > 0) resolveOffset(batch.lastOffset());
+    if (batch.messages.length > 0) resolveOffset(batch.lastOffset());
   };
 
   return {
@@ -116,5 +171,7 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
     async stop() {
       await consumer.disconnect();
     },
+    // A lease of half the session timeout leaves the other half for the commit and its markers.
+    confirmMembership: () => confirmMembership(group, sessionTimeout / 2),
   };
 }

@@ -4,6 +4,7 @@
  * one joining mid-stream and then killed, every record is again delivered exactly once.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import type { Kafka } from "kafkajs";
 import { HEADER } from "../../src/sink/outputs.ts";
@@ -75,6 +76,15 @@ async function scoresHighWatermark(kafka: Kafka, topic: string): Promise<number>
     return offsets.reduce((s, o) => s + Number(o.high), 0);
   } finally {
     await admin.disconnect();
+  }
+}
+
+/** A process's state letter from /proc (R running, S sleeping, T stopped), for failure messages. */
+function processState(pid: number | undefined): string {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0] ?? "?";
+  } catch {
+    return "gone";
   }
 }
 
@@ -192,5 +202,129 @@ test("a second filter joins mid-stream, then one is killed: nothing lost or doub
       other.kill("SIGKILL");
       await exited(other);
     }
+  }
+});
+
+test("a filter frozen past its session timeout cannot commit when it wakes: nothing doubled", async () => {
+  const kafka = testKafka();
+  const t = await filterTopics(kafka, 4);
+  const n = 1600;
+  // a is frozen (SIGSTOP, as a long GC pause or a stalled VM does) while it holds a window's
+  // transaction open, after the membership check and before the commit. Its transaction outlives the
+  // freeze (120 s), so only the lease check right before the commit (src/kafka/membership.ts) stops
+  // the late commit: b has taken a's partitions meanwhile and re-read the same records from the older
+  // committed offsets.
+  const a = spawnClipsieve(
+    filterArgs(t, [
+      ...FAST,
+      "--window-size",
+      "200",
+      "--transaction-timeout-ms",
+      "120000",
+      "--session-timeout-ms",
+      "10000",
+      "--instance-id",
+      "a",
+    ]),
+    { CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "3000" },
+  );
+  const b = spawnClipsieve(
+    filterArgs(t, [...FAST, "--window-size", "200", "--session-timeout-ms", "30000", "--instance-id", "b"]),
+  );
+  const holds = () => a.output().split("fault injection: holding the window transaction").length - 1;
+  try {
+    const twoEach = /"assignment":\{"[^"]+":\[\d+,\d+\]\}/;
+    await waitFor(
+      () => twoEach.test(a.output()) && twoEach.test(b.output()),
+      90_000,
+      `both filters joined\n${a.output()}\n${b.output()}`,
+    );
+    await produce(kafka, t.input, n, 4, 13);
+    // Freeze a just after it began holding a window's transaction (it holds for 3 s, within the 5 s
+    // lease that its 10 s session timeout gives).
+    const seen = holds();
+    await waitFor(() => holds() > seen, 90_000, `a window of a\n${a.output()}`);
+    a.kill("SIGSTOP");
+    const bBefore = b.output().length;
+    // b takes all four partitions once a's 10 s session expired, and re-reads a's records from the
+    // committed offsets (a's open transaction holds newer ones, not yet committed). Only b's output
+    // from now on counts: b may have held all four before a first joined.
+    const allFour = /"assignment":\{"[^"]+":\[0,1,2,3\]\}/;
+    await waitFor(
+      () => allFour.test(b.output().slice(bBefore)),
+      60_000,
+      `b took over\n${b.output().slice(bBefore)}`,
+    );
+    await new Promise((r) => setTimeout(r, 3000));
+    const joins = () => a.output().split("joined consumer group").length - 1;
+    const joinsBefore = joins();
+    a.kill("SIGCONT");
+    // a wakes inside its held transaction: it must abort it, then rejoin the group.
+    await waitFor(
+      () => joins() > joinsBefore,
+      90_000,
+      `a rejoined (process state ${processState(a.pid)}, exit ${a.exitCode ?? a.signalCode})\n${a.output()}`,
+    );
+    await assertExactlyOnce(kafka, t, n, () => a.output() + b.output());
+    assert.match(
+      a.output(),
+      /GROUP_MEMBERSHIP_(LOST|UNCONFIRMED)/,
+      "a's late commit was refused by the membership check",
+    );
+  } finally {
+    a.kill("SIGCONT");
+    a.kill("SIGTERM");
+    b.kill("SIGTERM");
+    await Promise.all([exited(a), exited(b)]);
+  }
+});
+
+test("a member joining while a window's transaction is held gets offsets that include that window", async () => {
+  const kafka = testKafka();
+  const t = await filterTopics(kafka, 2);
+  // Produced before a starts, so that a's first fetch takes both partitions into one window.
+  await produce(kafka, t.input, 200, 2, 14);
+  // a holds its window's transaction for 12 s after the membership check (within its 15 s lease), so
+  // the rebalance below always begins while a commit is pending.
+  const a = spawnClipsieve(
+    filterArgs(t, [...FAST, "--window-size", "200", "--session-timeout-ms", "30000", "--instance-id", "a"]),
+    { CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "12000" },
+  );
+  const joiner = kafka.consumer({ groupId: t.group, sessionTimeout: 30_000, heartbeatInterval: 1000 });
+  try {
+    await waitFor(
+      () => a.output().includes("fault injection: holding the window transaction"),
+      90_000,
+      `a's window\n${a.output()}`,
+    );
+    // Another member joins now. a must commit the held window (and see its offsets committed) before
+    // it rejoins, so the joiner starts after that window instead of re-reading it.
+    const reread = new Set<string>();
+    let assigned: number[] = [];
+    joiner.on(joiner.events.GROUP_JOIN, (e) => {
+      assigned = e.payload.memberAssignment[t.input] ?? [];
+    });
+    await joiner.connect();
+    await joiner.subscribe({ topic: t.input, fromBeginning: true });
+    await joiner.run({
+      autoCommit: false,
+      eachMessage: async ({ partition, message }) => {
+        reread.add(`${partition}/${message.offset}`);
+      },
+    });
+    await waitFor(() => assigned.length === 1, 60_000, "the joiner's assignment");
+    await new Promise((r) => setTimeout(r, 3000));
+    // What a committed must not be read again (records a did not commit may be, by their new owner).
+    const committed = (await readAll(kafka, t.scores, { expected: 200, timeoutMs: 60_000 })).map((m) => {
+      const { source } = JSON.parse(m.value?.toString() ?? "{}");
+      return `${source.partition}/${source.offset}`;
+    });
+    assert.ok(committed.length > 0, "a committed its window");
+    const twice = committed.filter((s) => reread.has(s));
+    assert.deepEqual(twice, [], `the joiner re-read records of a committed window\n${a.output()}`);
+  } finally {
+    await joiner.disconnect();
+    a.kill("SIGTERM");
+    await exited(a);
   }
 });
