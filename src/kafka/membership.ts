@@ -15,8 +15,11 @@
  * A commit sent within `budgetMs` of t0 (the lease; the source uses half the session timeout)
  * therefore lands while the partitions are still this member's, with room for the broker to write the
  * commit markers. The sink checks the lease again right before the commit, so a process that froze
- * after the heartbeat (a long GC pause, a stopped VM) does not commit on a stale confirmation. Any other answer aborts the window; the group rebalances, and the partition's owner reads
- * the window's records again.
+ * after the heartbeat (a long GC pause, a stopped VM) does not commit on a stale confirmation.
+ *
+ * A rebalance in progress counts as lost too: it began at a moment this member cannot know, so its
+ * timeout bounds nothing here. The window is aborted and its records are re-read by whoever owns
+ * their partition after the rebalance, which is what a window holding revoked partitions must do.
  */
 import { ClipsieveError } from "../common/errors.ts";
 import type { ConsumerGroupInternals } from "./rejoin-hook.ts";
