@@ -1,7 +1,9 @@
 /**
- * Crash tests against the real broker. A filter killed with SIGKILL mid-stream and restarted loses and
- * duplicates nothing in the committed outputs; with two filters in one group on a 4-partition topic,
- * one joining mid-stream and then killed, every record is again delivered exactly once.
+ * Crash and rebalance tests against the real broker. A filter killed with SIGKILL mid-stream and
+ * restarted loses and duplicates nothing in the committed outputs; with two filters in one group on a
+ * 4-partition topic, one joining mid-stream and then killed, every record is again delivered exactly
+ * once; a filter frozen past its session timeout (SIGSTOP) cannot commit when it wakes; and a member
+ * joining while a window's transaction is pending starts after that window.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
