@@ -134,8 +134,12 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
     }
     const gen = generation;
     const partitionTaken = taken;
-    const from = partitionTaken.get(batch.partition) ?? -1n;
-    const fresh = batch.messages.filter((m) => BigInt(m.offset) >= from);
+    const from = partitionTaken.get(batch.partition);
+    // Usually the batch starts where the last one ended: only a batch handed again is filtered.
+    const fresh =
+      from === undefined || BigInt(batch.firstOffset() ?? "0") >= from
+        ? batch.messages
+        : batch.messages.filter((m) => BigInt(m.offset) >= from);
     if (fresh.length < batch.messages.length) {
       opts.logger.debug(
         { partition: batch.partition, skipped: batch.messages.length - fresh.length },
