@@ -8,10 +8,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import "../src/common/quiet-warnings.ts";
-import { Kafka, logLevel } from "kafkajs";
 import { createLogger } from "../src/common/logger.ts";
+import { createKafkaClient } from "../src/kafka/index.ts";
 import { startLocalBroker, stopLocalBroker } from "../src/kafka/local-broker.ts";
-import { ensureTopics } from "../src/kafka/topics.ts";
 
 let stateDir: string | undefined;
 
@@ -29,12 +28,8 @@ export async function globalSetup(): Promise<void> {
   });
   process.env.KAFKA_BROKERS = state.brokers;
   // The broker answers before its controller is ready to create topics: make sure it is, once, here.
-  const kafka = new Kafka({
-    clientId: "clipsieve-test-setup",
-    brokers: [state.brokers],
-    logLevel: logLevel.NOTHING,
-  });
-  await ensureTopics(kafka, [{ topic: "clipsieve-test-warmup" }], 60_000);
+  const kafka = createKafkaClient({ clientId: "clipsieve-test-setup", brokers: [state.brokers] });
+  await kafka.ensureTopics([{ topic: "clipsieve-test-warmup" }], 60_000);
   process.env.CLIPSIEVE_TEST_BROKER_DIR = stateDir;
 }
 

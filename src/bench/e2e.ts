@@ -15,8 +15,8 @@ import { tmpdir } from "node:os";
 import { extname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { Kafka, logLevel } from "kafkajs";
 import type { Logger } from "../common/logger.ts";
+import { createKafkaClient } from "../kafka/index.ts";
 import type { RunConfigInput } from "../pipeline/config.ts";
 import { createScoringEngine } from "../score/engine.ts";
 import { brokersOrLocal } from "../simulate/broker.ts";
@@ -98,11 +98,7 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
   const broker = await brokersOrLocal(o.brokers, o.logger, "clipsieve-bench-kafka-");
   const workDir = mkdtempSync(join(tmpdir(), "clipsieve-bench-e2e-"));
   const topics: string[] = [];
-  const kafka = new Kafka({
-    clientId: "clipsieve-bench-e2e",
-    brokers: broker.brokers,
-    logLevel: logLevel.NOTHING,
-  });
+  const kafka = createKafkaClient({ clientId: "clipsieve-bench-e2e", brokers: broker.brokers });
   const newTopic = async (what: string) => {
     const t = `clipsieve-bench-${what}-${Math.random().toString(16).slice(2, 8)}`;
     topics.push(t);

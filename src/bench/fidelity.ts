@@ -21,9 +21,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Kafka, logLevel } from "kafkajs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
+import { createKafkaClient, type KafkaClient } from "../kafka/index.ts";
 import { createPolicy, parsePolicyFlags, type ScoreRow } from "../policy/index.ts";
 import { selectRows } from "../policy/offline-select.ts";
 import { makeDraws } from "../score/draws.ts";
@@ -278,14 +278,10 @@ export async function runFidelity(o: FidelityOptions): Promise<FidelityReport> {
       o.progress(`offline with seed ${o.seed + 1}: Jaccard ${noiseFloor.toFixed(3)}`);
     }
 
-    let kafka: Kafka | undefined;
+    let kafka: KafkaClient | undefined;
     if (needsKafka) {
       broker = await brokersOrLocal(o.brokers, o.logger, "clipsieve-fidelity-kafka-");
-      kafka = new Kafka({
-        clientId: "clipsieve-fidelity",
-        brokers: broker.brokers,
-        logLevel: logLevel.NOTHING,
-      });
+      kafka = createKafkaClient({ clientId: "clipsieve-fidelity", brokers: broker.brokers });
       o.progress(`broker ${broker.brokers.join(",")}${broker.local ? " (local)" : ""}`);
     }
 

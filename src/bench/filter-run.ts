@@ -4,10 +4,9 @@
  * in delivery order. The fidelity study and the end-to-end benchmark both measure through this.
  */
 import { randomUUID } from "node:crypto";
-import { Kafka, logLevel } from "kafkajs";
 import type { Logger } from "../common/logger.ts";
 import { createPipelineMetrics, type PipelineMetrics } from "../common/metrics.ts";
-import { ensureTopics } from "../kafka/topics.ts";
+import { createKafkaClient } from "../kafka/index.ts";
 import { type RunConfig, type RunConfigInput, resolveRunConfig } from "../pipeline/config.ts";
 import { buildPipeline } from "../pipeline/pipeline.ts";
 import type { RecordOutcome } from "../sink/outputs.ts";
@@ -44,23 +43,15 @@ export function runTopics(prefix: string) {
 }
 
 export async function createTopics(brokers: string[], topics: string[], partitions = 1): Promise<void> {
-  const kafka = new Kafka({ clientId: "clipsieve-bench", brokers, logLevel: logLevel.NOTHING });
-  await ensureTopics(
-    kafka,
-    topics.map((topic) => ({ topic, numPartitions: partitions })),
-  );
+  const kafka = createKafkaClient({ clientId: "clipsieve-bench", brokers });
+  await kafka.ensureTopics(topics.map((topic) => ({ topic, numPartitions: partitions })));
 }
 
 export async function deleteTopics(brokers: string[], topics: string[]): Promise<void> {
-  const admin = new Kafka({ clientId: "clipsieve-bench", brokers, logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    const existing = new Set(await admin.listTopics());
-    const ours = topics.filter((t) => existing.has(t));
-    if (ours.length > 0) await admin.deleteTopics({ topics: ours, timeout: 30_000 });
-  } finally {
-    await admin.disconnect();
-  }
+  const kafka = createKafkaClient({ clientId: "clipsieve-bench", brokers });
+  const existing = new Set(await kafka.listTopics());
+  const ours = topics.filter((t) => existing.has(t));
+  if (ours.length > 0) await kafka.deleteTopics(ours, 30_000);
 }
 
 /**

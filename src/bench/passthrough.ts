@@ -4,15 +4,15 @@
  * scoring or policy. What the filter costs is then the difference between the two, measured on the
  * same broker, records and machine.
  *
- * It also times what the filter's metrics do not split: decoding, and, from kafkajs's request events,
+ * It also times what the filter's metrics do not split: decoding, and, from the client's request timings,
  * the broker's Produce requests against the transaction's commit requests (AddOffsetsToTxn,
  * TxnOffsetCommit, EndTxn).
  */
-import { Kafka, logLevel, type Producer, type ProducerConfig } from "kafkajs";
 import { bufferTime, concatMap, filter, from, lastValueFrom, Subject } from "rxjs";
 import type { Logger } from "../common/logger.ts";
 import { createDecoder } from "../decode/decoder.ts";
 import type { DecodedRecord } from "../decode/types.ts";
+import { createKafkaClient } from "../kafka/index.ts";
 import type { RunConfig } from "../pipeline/config.ts";
 import { createKafkaSink } from "../sink/kafka-sink.ts";
 import { buildWindowOutputs, nextOffsets, type RecordOutcome } from "../sink/outputs.ts";
@@ -41,8 +41,6 @@ export interface Passthrough {
   readonly firstFetchAt: number;
 }
 
-const COMMIT_APIS = new Set(["AddOffsetsToTxn", "TxnOffsetCommit", "EndTxn"]);
-
 export async function buildPassthrough(
   config: RunConfig,
   logger: Logger,
@@ -56,28 +54,15 @@ export async function buildPassthrough(
     commitRequests: 0,
     windows: 0,
   };
-  const kafka = new Kafka({
+  const kafka = createKafkaClient({
     clientId: `clipsieve-passthrough-${config.instanceId}`,
     brokers: config.brokers,
-    logLevel: logLevel.WARN,
-    logCreator:
-      () =>
-      ({ log }) => {
-        const { message, ...extra } = log;
-        logger.warn(extra, `kafkajs: ${message}`);
-      },
+    logger,
+    onRequest: (kind, seconds) => {
+      if (kind === "produce") stages.produceRequests += seconds;
+      else stages.commitRequests += seconds;
+    },
   });
-  // The sink makes its producer from the Kafka it is given: hand it one that times its requests.
-  const timedKafka = Object.create(kafka) as Kafka;
-  timedKafka.producer = (cfg?: ProducerConfig): Producer => {
-    const producer = kafka.producer(cfg);
-    producer.on(producer.events.REQUEST, ({ payload }) => {
-      const seconds = payload.duration / 1000;
-      if (payload.apiName === "Produce") stages.produceRequests += seconds;
-      else if (COMMIT_APIS.has(payload.apiName)) stages.commitRequests += seconds;
-    });
-    return producer;
-  };
   const dim = config.dim ?? 768;
   const decoder = await createDecoder({
     format: config.format,
@@ -86,7 +71,7 @@ export async function buildPassthrough(
     expectedModel: config.model,
   });
   const sink = createKafkaSink({
-    kafka: timedKafka,
+    kafka,
     delivery: config.delivery,
     groupId: config.group,
     transactionalId: `clipsieve-${config.group}-${config.instanceId}`,
@@ -152,11 +137,7 @@ export async function buildPassthrough(
       );
       stages.outputs += (performance.now() - t) / 1000;
       const tDeliver = performance.now();
-      await sink.deliver(
-        { messages, offsets: nextOffsets(records) },
-        source.consumer,
-        source.confirmMembership,
-      );
+      await sink.deliver({ messages, offsets: nextOffsets(records) }, source);
       stages.deliver += (performance.now() - tDeliver) / 1000;
       stages.windows++;
       hooks.onWindowDelivered?.({ outcomes, deliveredAt: Date.now() });
@@ -185,7 +166,7 @@ export async function buildPassthrough(
     if (closed) return;
     closed = true;
     stopping = true;
-    await source.consumer.pause([{ topic: config.input }]);
+    source.pause();
     records$.complete();
     await processing.catch(() => {});
     await source.stop().catch(() => {});

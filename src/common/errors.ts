@@ -55,7 +55,7 @@ export const ERROR_CODES = {
     retryable: false,
     summary: "A saved policy state was made by a different policy than the one configured.",
   },
-  // streaming filter: group membership (src/kafka/membership.ts)
+  // streaming filter: group membership (src/kafka/kafkajs/membership.ts)
   GROUP_MEMBERSHIP_LOST: {
     retryable: false,
     summary:

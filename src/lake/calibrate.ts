@@ -10,12 +10,12 @@
  */
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
-import type { Kafka } from "kafkajs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import type { DecodedRecord, RawRecord } from "../decode/types.ts";
 import { extensionOf } from "../io/files.ts";
 import { readTable } from "../io/table.ts";
+import type { KafkaClient } from "../kafka/index.ts";
 import {
   createPolicy,
   type Policy,
@@ -217,7 +217,7 @@ export interface InputScoring {
  * Input records are cut into windows of `windowSize` in the order they arrive and scored as `run` does.
  */
 export async function calibrateFromTopic(opts: {
-  kafka: Kafka;
+  kafka: KafkaClient;
   topic: string;
   logger: Logger;
   calibration: Calibration;

@@ -7,7 +7,7 @@
  * One lock serialises everything that touches the buffers: fetched batches, follow-mode timed flushes,
  * the rebalance drop and the final flush.
  */
-import type { Kafka } from "kafkajs";
+
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { createDecoder } from "../decode/decoder.ts";
@@ -16,12 +16,13 @@ import type { DecodedRecord } from "../decode/types.ts";
 import { writeAll, writeFileAtomic } from "../io/files.ts";
 import { writeUidNpy } from "../io/npy.ts";
 import { readParquetColumns } from "../io/table.ts";
+import { type KafkaClient, kafkaErrorKind } from "../kafka/index.ts";
 import { HEADER } from "../sink/outputs.ts";
 import { type ExportedFile, type ExportRecord, ExportWriter, listExportFiles } from "./export-writer.ts";
 import { consumeRange, type RangeConsumer } from "./topic-range.ts";
 
 export interface ExportOptions {
-  kafka: Kafka;
+  kafka: KafkaClient;
   topic: string;
   group: string;
   out: string;
@@ -202,7 +203,7 @@ export async function runExport(opts: ExportOptions): Promise<ExportSummary> {
   try {
     await Promise.race([range.finished, aborted.then(() => (stopped = true))]);
     // Stop intake, let the batch in hand finish, then write and commit what is buffered.
-    range.consumer.pause([{ topic: opts.topic }]);
+    range.pause();
     await locked(async () => {
       if (failure) throw failure;
       await writer.flushAll();
@@ -219,9 +220,6 @@ export async function runExport(opts: ExportOptions): Promise<ExportSummary> {
   return summary;
 }
 
-/** Errors after which the group must be rejoined: this member's view of its partitions is stale. */
-const MEMBERSHIP_ERRORS = new Set(["REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"]);
-
 /**
  * A commit is retried while Kafka calls the error retriable (a coordinator moving); any other failure
  * stops the export. Carrying on past a failed commit would let a second uncommitted flush of the same
@@ -233,8 +231,8 @@ async function commitWithRetry(commit: () => Promise<void>, logger: Logger, atte
     try {
       return await commit();
     } catch (err) {
-      const e = err as { retriable?: boolean; type?: string };
-      if (i >= attempts || e.retriable !== true || MEMBERSHIP_ERRORS.has(e.type ?? "")) {
+      // A membership error means the group must be rejoined: this member's view is stale.
+      if (i >= attempts || kafkaErrorKind(err) !== "retryable") {
         throw new ClipsieveError(
           "LAKE_COMMIT_FAILED",
           `the files are written but the offset commit failed (${(err as Error).message}); ` +

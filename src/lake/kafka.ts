@@ -2,10 +2,9 @@
  * Kafka plumbing shared by the data-lake commands (export, load, diff, dump, calibrate): one client
  * factory whose warnings go to the process logger, and the `--brokers` list parser.
  */
-import type { Kafka } from "kafkajs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
-import { createKafkaClient } from "../kafka/client.ts";
+import { createKafkaClient, type KafkaClient } from "../kafka/index.ts";
 
 export function parseBrokers(text: string | undefined, flag = "--brokers"): string[] {
   const brokers = (text ?? process.env.CLIPSIEVE_BROKERS ?? "")
@@ -23,6 +22,6 @@ export function parseBrokers(text: string | undefined, flag = "--brokers"): stri
   return brokers;
 }
 
-export function createLakeKafka(brokers: string[], clientId: string, logger: Logger): Kafka {
-  return createKafkaClient(brokers, clientId, logger);
+export function createLakeKafka(brokers: string[], clientId: string, logger: Logger): KafkaClient {
+  return createKafkaClient({ brokers, clientId, logger });
 }

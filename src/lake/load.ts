@@ -9,7 +9,6 @@
  */
 import { readdir } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { type Kafka, Partitioners } from "kafkajs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import {
@@ -23,7 +22,7 @@ import { readEmbeddingMatrix } from "../io/embeddings.ts";
 import { inputError } from "../io/files.ts";
 import { parquetLayout } from "../io/parquet.ts";
 import { readParquetColumns } from "../io/table.ts";
-import { ensureTopics } from "../kafka/topics.ts";
+import type { KafkaClient } from "../kafka/index.ts";
 
 export interface Shard {
   name: string;
@@ -32,7 +31,7 @@ export interface Shard {
 }
 
 export interface LoadOptions {
-  kafka: Kafka;
+  kafka: KafkaClient;
   dir: string;
   topic: string;
   imageKey: string;
@@ -76,8 +75,13 @@ export async function listShards(dir: string): Promise<Shard[]> {
     .map((name) => ({ name, parquet: join(dir, `${name}.parquet`), npz: join(dir, `${name}.npz`) }));
 }
 
-async function ensureTopic(kafka: Kafka, topic: string, partitions: number, logger: Logger): Promise<void> {
-  await ensureTopics(kafka, [{ topic, numPartitions: partitions }]);
+async function ensureTopic(
+  kafka: KafkaClient,
+  topic: string,
+  partitions: number,
+  logger: Logger,
+): Promise<void> {
+  await kafka.ensureTopics([{ topic, numPartitions: partitions }]);
   logger.info({ topic, partitions }, "the topic is ready");
 }
 
@@ -97,11 +101,7 @@ export async function loadDataComp(opts: LoadOptions): Promise<LoadSummary> {
       : undefined;
   const encode = async (rec: ClipRecordFields): Promise<Buffer> =>
     avro ? avro.encode(rec) : encodeJsonRecord(rec, { embeddingEncoding: "base64" });
-  const producer = kafka.producer({
-    idempotent: true,
-    maxInFlightRequests: 1,
-    createPartitioner: Partitioners.DefaultPartitioner,
-  });
+  const producer = kafka.producer();
   await producer.connect();
   const batchRecords = opts.batchRecords ?? 500;
   const started = Date.now();
@@ -151,7 +151,7 @@ export async function loadDataComp(opts: LoadOptions): Promise<LoadSummary> {
           });
           messages.push({ key: uid, value });
         }
-        await producer.send({ topic, acks: -1, messages });
+        await producer.send(topic, messages);
         records += messages.length;
       }
       const secs = (Date.now() - started) / 1000;

@@ -7,10 +7,10 @@
  */
 import { createReadStream, existsSync } from "node:fs";
 import { createInterface } from "node:readline";
-import type { Kafka } from "kafkajs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { writeAll, writeFileAtomic } from "../io/files.ts";
+import type { KafkaClient } from "../kafka/index.ts";
 import type { ScoreRecord } from "../sink/outputs.ts";
 import { consumeRange } from "./topic-range.ts";
 
@@ -91,7 +91,7 @@ export function parseScoreRecord(text: string, where: string): ScoreRecord {
 
 export interface ReadSourceContext {
   /** Needed for a topic source. */
-  kafka?: Kafka;
+  kafka?: KafkaClient;
   logger: Logger;
 }
 
@@ -156,7 +156,12 @@ export async function forEachScoreRecord(
  * written whole (a temporary file renamed at the end). Values are checked to be JSON and rewritten on
  * one line each.
  */
-export async function dumpTopic(kafka: Kafka, topic: string, out: string, logger: Logger): Promise<number> {
+export async function dumpTopic(
+  kafka: KafkaClient,
+  topic: string,
+  out: string,
+  logger: Logger,
+): Promise<number> {
   let count = 0;
   await writeFileAtomic(out, async (file) => {
     let pending: string[] = [];

@@ -12,192 +12,35 @@
  * A group (re)join starts over from the committed offsets, as kafkajs does: the caller drops what it
  * held and not yet committed (`onRebalance`), and the progress marks are reset the same way.
  */
-import { randomUUID } from "node:crypto";
-import type { Consumer, Kafka } from "kafkajs";
 import { ClipsieveError } from "../common/errors.ts";
-import type { Logger } from "../common/logger.ts";
-import type { RawRecord } from "../decode/types.ts";
+import type { KafkaClient, RangeConsumer, RangeConsumerOptions } from "../kafka/index.ts";
 
-export interface RangeBatch {
-  partition: number;
-  /** The records of one fetch of one partition, in offset order (never empty). */
-  records: RawRecord[];
-  heartbeat(): Promise<void>;
-}
+export type { RangeBatch, RangeConsumer } from "../kafka/index.ts";
 
-export interface ConsumeRangeOptions {
-  kafka: Kafka;
-  topic: string;
-  logger: Logger;
-  /** A consumer group that resumes from its committed offsets; default: a fresh group (from the start). */
-  groupId?: string;
-  /** Do not stop at the end offsets captured at start. */
-  follow?: boolean;
-  onBatch(batch: RangeBatch): Promise<void>;
-  /** After every group (re)join but the first: records handed over and not committed will come again. */
-  onRebalance?(generation: number): void | Promise<void>;
-  sessionTimeoutMs?: number;
-}
-
-export interface RangeConsumer {
-  readonly consumer: Consumer;
-  /** End offset of each partition, captured at start (the high watermarks). */
-  readonly ends: ReadonlyMap<number, bigint>;
-  /** Resolves when every assigned partition is finished (never, with `follow`), or on `stop`. */
-  readonly finished: Promise<void>;
-  /** Commit `next` as the group's offset for `partition` (the next record to read). */
-  commit(partition: number, next: bigint): Promise<void>;
-  /** Stop fetching and leave the group; waits for the batch in hand. */
-  stop(): Promise<void>;
+export interface ConsumeRangeOptions extends RangeConsumerOptions {
+  kafka: KafkaClient;
 }
 
 /** Low and high offsets of every partition now. */
 export async function topicOffsets(
-  kafka: Kafka,
+  kafka: KafkaClient,
   topic: string,
   groupId?: string,
 ): Promise<{ low: Map<number, bigint>; high: Map<number, bigint>; committed: Map<number, bigint> }> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const topics = await admin.listTopics();
-    if (!topics.includes(topic)) {
-      throw new ClipsieveError("CONFIG_INVALID", `topic ${topic} does not exist on the brokers`);
-    }
-    const offsets = await admin.fetchTopicOffsets(topic);
-    const low = new Map(offsets.map((o) => [o.partition, BigInt(o.low)]));
-    const high = new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
-    const committed = new Map<number, bigint>();
-    if (groupId !== undefined) {
-      const [group] = await admin.fetchOffsets({ groupId, topics: [topic] });
-      for (const p of group?.partitions ?? []) {
-        const offset = BigInt(p.offset);
-        if (offset >= 0n) committed.set(p.partition, offset);
-      }
-    }
-    return { low, high, committed };
-  } finally {
-    await admin.disconnect();
+  const topics = await kafka.listTopics();
+  if (!topics.includes(topic)) {
+    throw new ClipsieveError("CONFIG_INVALID", `topic ${topic} does not exist on the brokers`);
   }
+  const offsets = await kafka.endOffsets(topic);
+  const low = new Map([...offsets].map(([p, o]) => [p, o.low]));
+  const high = new Map([...offsets].map(([p, o]) => [p, o.high]));
+  const committed =
+    groupId === undefined ? new Map<number, bigint>() : await kafka.committedOffsets(groupId, topic);
+  return { low, high, committed };
 }
 
 export async function consumeRange(opts: ConsumeRangeOptions): Promise<RangeConsumer> {
-  const { kafka, topic, logger, follow = false } = opts;
-  const { low, high, committed } = await topicOffsets(kafka, topic, opts.groupId);
-  /** Where the group stands: nothing before it needs reading. */
-  const position = new Map<number, bigint>();
-  for (const [p, l] of low) {
-    const c = committed.get(p);
-    position.set(p, c !== undefined && c > l ? c : l);
-  }
-  const fetchedThrough = new Map<number, bigint>();
-  let assigned: number[] | undefined;
-  let generation = 0;
-  let stopped = false;
-  let failure: unknown;
-
-  let resolveFinished!: () => void;
-  let rejectFinished!: (err: unknown) => void;
-  const finished = new Promise<void>((resolve, reject) => {
-    resolveFinished = resolve;
-    rejectFinished = reject;
-  });
-  finished.catch(() => {});
-
-  const consumer = kafka.consumer({
-    groupId: opts.groupId ?? `clipsieve-reader-${randomUUID()}`,
-    readUncommitted: false,
-    sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
-    heartbeatInterval: 3_000,
-    maxWaitTimeInMs: 500,
-    maxBytesPerPartition: 8 * 1024 * 1024,
-  });
-
-  const partitionDone = (p: number) => {
-    const end = high.get(p) ?? 0n;
-    return (position.get(p) ?? 0n) >= end || (fetchedThrough.get(p) ?? -1n) >= end;
-  };
-  const checkFinished = () => {
-    if (follow) return;
-    // Nothing left anywhere: no need to wait for the group's assignment.
-    if ([...high.keys()].every(partitionDone)) resolveFinished();
-    if (assigned === undefined) return;
-    const open = assigned.filter((p) => !partitionDone(p));
-    if (open.length === 0) resolveFinished();
-  };
-  const pauseIfDone = (p: number) => {
-    if (!follow && partitionDone(p)) consumer.pause([{ topic, partitions: [p] }]);
-  };
-
-  consumer.on(consumer.events.GROUP_JOIN, async (e) => {
-    generation++;
-    assigned = e.payload.memberAssignment[topic] ?? [];
-    logger.debug({ topic, generation, assigned }, "joined the consumer group");
-    if (generation > 1) {
-      fetchedThrough.clear();
-      consumer.resume([{ topic }]);
-      await opts.onRebalance?.(generation);
-    }
-    for (const p of assigned) pauseIfDone(p);
-    checkFinished();
-  });
-  consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
-    if (e.payload.topic !== topic) return;
-    const next = BigInt(e.payload.lastOffset) + 1n;
-    if (next > (fetchedThrough.get(e.payload.partition) ?? -1n))
-      fetchedThrough.set(e.payload.partition, next);
-    pauseIfDone(e.payload.partition);
-    checkFinished();
-  });
-  consumer.on(consumer.events.CRASH, (e) => {
-    if (!e.payload.restart) rejectFinished(failure ?? e.payload.error);
-  });
-
-  checkFinished();
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  await consumer.run({
-    autoCommit: false,
-    eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
-      if (stopped || failure !== undefined || !isRunning() || isStale()) return;
-      const end = high.get(batch.partition) ?? 0n;
-      const records: RawRecord[] = [];
-      for (const m of batch.messages) {
-        if (!follow && BigInt(m.offset) >= end) break;
-        records.push({
-          source: { topic, partition: batch.partition, offset: m.offset },
-          key: m.key,
-          value: m.value,
-          headers: (m.headers ?? {}) as RawRecord["headers"],
-          timestamp: m.timestamp,
-        });
-      }
-      if (records.length === 0) return;
-      try {
-        await opts.onBatch({ partition: batch.partition, records, heartbeat });
-      } catch (err) {
-        // Nothing more is handed over; the caller learns of it through `finished`.
-        failure = err;
-        rejectFinished(err);
-      }
-    },
-  });
-
-  return {
-    consumer,
-    ends: high,
-    finished,
-    async commit(partition, next) {
-      await consumer.commitOffsets([{ topic, partition, offset: next.toString() }]);
-      if (next > (position.get(partition) ?? 0n)) position.set(partition, next);
-      pauseIfDone(partition);
-      checkFinished();
-    },
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      resolveFinished();
-      await consumer.disconnect();
-    },
-  };
+  const { kafka, ...rest } = opts;
+  await topicOffsets(kafka, opts.topic); // a clear error for a topic that does not exist
+  return kafka.rangeConsumer(rest);
 }

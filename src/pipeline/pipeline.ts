@@ -14,13 +14,13 @@
  * that bounds memory at any input rate.
  */
 import { concatMap, from, lastValueFrom, Observable, type OperatorFunction, Subject } from "rxjs";
-import { ClipsieveError, isClipsieveError } from "../common/errors.ts";
+import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { createPipelineMetrics, type PipelineMetrics, serveMetrics } from "../common/metrics.ts";
 import { createDecoder } from "../decode/decoder.ts";
 import type { DecodedRecord } from "../decode/types.ts";
 import { checkEmbedTeacher, createEmbedStage, type EmbedStage, embedOptionsFromRun } from "../embed/index.ts";
-import { createKafkaClient } from "../kafka/client.ts";
+import { createKafkaClient, kafkaErrorKind } from "../kafka/index.ts";
 import {
   createPolicy,
   type Policy,
@@ -107,7 +107,11 @@ export async function buildPipeline(
   options: PipelineRunOptions = {},
 ): Promise<Pipeline> {
   const { hooks = {}, range } = options;
-  const kafka = createKafkaClient(config.brokers, `clipsieve-${config.instanceId}`, logger);
+  const kafka = createKafkaClient({
+    brokers: config.brokers,
+    clientId: `clipsieve-${config.instanceId}`,
+    logger,
+  });
 
   const target: TargetSet | undefined = config.target ? await loadTarget(config.target) : undefined;
   // With --model-dir the embed stage computes the embeddings records lack; its teacher sets the default D.
@@ -382,12 +386,7 @@ export async function buildPipeline(
       }
       const tDeliver = performance.now();
       inFlightDelivery = deliverWithRetry(
-        () =>
-          sink.deliver(
-            { messages, offsets: nextOffsets(plan.records) },
-            source.consumer,
-            source.confirmMembership,
-          ),
+        () => sink.deliver({ messages, offsets: nextOffsets(plan.records) }, source),
         logger,
         rebalanced,
       );
@@ -468,7 +467,7 @@ export async function buildPipeline(
     releaseRoom();
     // Stop intake first: no more fetches. Then flush the open window through the stream.
     try {
-      source.consumer.pause([{ topic: config.input }]);
+      source.pause();
     } catch {
       // not running yet: nothing to pause
     }
@@ -598,10 +597,10 @@ async function deliverWithRetry(
       return true;
     } catch (err) {
       // The group is rebalancing or dropped this member: the rejoin that follows re-reads the window.
-      if (isClipsieveError(err, "GROUP_MEMBERSHIP_LOST")) return false;
-      const retriable =
-        (err as { retriable?: boolean }).retriable === true ||
-        (err as { retryable?: boolean }).retryable === true;
+      const kind = kafkaErrorKind(err);
+      if (kind === "membership") return false;
+      // Each try is a fresh transaction, so an abortable error is as good as a retryable one here.
+      const retriable = kind === "retryable" || kind === "abortable";
       if (retriable && rebalanced()) return false;
       if (!retriable || i >= attempts) throw err;
       logger.warn({ err, attempt: i }, "window delivery failed; retrying");

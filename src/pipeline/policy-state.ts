@@ -4,11 +4,9 @@
  * the committed offsets exactly, so a restarted filter neither starts cold nor counts a window twice.
  */
 import { readFileSync } from "node:fs";
-import type { Kafka } from "kafkajs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
-import { readTopicToEnd } from "../kafka/read-topic.ts";
-import { ensureTopics } from "../kafka/topics.ts";
+import type { KafkaClient } from "../kafka/index.ts";
 import type { PolicyState } from "../policy/index.ts";
 import type { OutMessage } from "../sink/outputs.ts";
 import type { RunConfig } from "./config.ts";
@@ -22,8 +20,8 @@ export function stateMessage(key: string, state: PolicyState): OutMessage {
 }
 
 /** Make sure the state topic exists and is compacted (one partition: states are tiny). */
-export async function ensureStateTopic(kafka: Kafka, topic: string): Promise<void> {
-  await ensureTopics(kafka, [
+export async function ensureStateTopic(kafka: KafkaClient, topic: string): Promise<void> {
+  await kafka.ensureTopics([
     { topic, numPartitions: 1, configEntries: [{ name: "cleanup.policy", value: "compact" }] },
   ]);
 }
@@ -33,7 +31,7 @@ export async function ensureStateTopic(kafka: Kafka, topic: string): Promise<voi
  * written one of the group (an instance new to the group starts from a colleague's view, not cold).
  */
 export async function readPolicyState(
-  kafka: Kafka,
+  kafka: KafkaClient,
   config: Pick<RunConfig, "stateTopic" | "group" | "instanceId">,
   logger: Logger,
   timeoutMs = 30_000,
@@ -41,10 +39,9 @@ export async function readPolicyState(
   await ensureStateTopic(kafka, config.stateTopic);
   const states = new Map<string, PolicyState>();
   let latestKey: string | undefined;
-  const { complete } = await readTopicToEnd(
-    kafka,
+  const { complete } = await kafka.readTopicToEnd(
     config.stateTopic,
-    ({ message }) => {
+    (message) => {
       const key = message.key?.toString();
       if (!key?.startsWith(`${config.group}/`)) return;
       if (message.value === null) states.delete(key);

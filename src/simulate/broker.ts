@@ -3,12 +3,11 @@
  * for the occasion in a temporary folder, which `stop()` shuts down and removes (and `killNow()` kills
  * at once, for a second Ctrl-C). Whoever starts a broker must stop it, also on errors and signals.
  */
-import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Kafka, logLevel } from "kafkajs";
 import type { Logger } from "../common/logger.ts";
+import { createKafkaClient } from "../kafka/index.ts";
 import { readBrokerState, startLocalBroker, stopLocalBroker } from "../kafka/local-broker.ts";
 
 export interface BrokerHandle {
@@ -58,7 +57,9 @@ export async function brokersOrLocal(
   try {
     const state = await startLocalBroker({ stateDir, port: 0, controllerPort: 0, logger });
     pid = state.pid;
-    await waitForCoordinators([state.brokers]);
+    // A fresh broker answers before its group and transaction coordinators have loaded; clients then
+    // log "coordinator is loading" errors while they retry. Wait here, quietly, until both serve.
+    await createKafkaClient({ brokers: [state.brokers], clientId: "clipsieve-ready" }).waitForCoordinators();
     const handle: BrokerHandle = {
       brokers: [state.brokers],
       local: true,
@@ -98,44 +99,6 @@ export async function brokersOrLocal(
     remove();
     process.off("exit", onExit);
     throw err;
-  }
-}
-
-/**
- * A fresh broker answers before its group and transaction coordinators have loaded; clients then log
- * "coordinator is loading" errors while they retry. Wait here, quietly, until both serve requests
- * (each partition of the internal topics loads on its own, so a client may still meet one loading).
- */
-async function waitForCoordinators(brokers: string[]): Promise<void> {
-  const kafka = new Kafka({
-    clientId: "clipsieve-ready",
-    brokers,
-    logLevel: logLevel.NOTHING,
-    retry: { retries: 60, initialRetryTime: 200, maxRetryTime: 1000 },
-  });
-  // Connecting a transactional producer runs InitProducerId, served by a transaction coordinator.
-  const producer = kafka.producer({
-    transactionalId: `clipsieve-ready-${randomUUID()}`,
-    idempotent: true,
-    maxInFlightRequests: 1,
-  });
-  await producer.connect();
-  await producer.disconnect();
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    // Groups hash onto the offsets topic's partitions, each loaded on its own: ask about enough
-    // groups that every partition's coordinator has answered, until none says it is still loading.
-    const groups = Array.from({ length: 64 }, (_, i) => `clipsieve-ready-${i}`);
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline) {
-      const { groups: described } = await admin.describeGroups(groups);
-      // kafkajs's typings leave out the per-group error code its DescribeGroups result carries.
-      if (described.every((g) => (g as { errorCode?: number }).errorCode === 0)) return;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  } finally {
-    await admin.disconnect();
   }
 }
 

@@ -7,9 +7,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Kafka, logLevel } from "kafkajs";
 import type { Logger } from "../common/logger.ts";
 import { createPipelineMetrics } from "../common/metrics.ts";
+import { createKafkaClient } from "../kafka/index.ts";
 import { resolveRunConfig } from "../pipeline/config.ts";
 import { buildPipeline, type Pipeline } from "../pipeline/pipeline.ts";
 import { createScoringEngine } from "../score/engine.ts";
@@ -109,7 +109,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     o.onBroker?.(broker);
     write(`broker: ${broker.brokers.join(",")}${broker.local ? " (local, stopped at the end)" : ""}\n`);
     write(`topics: ${prefix}.{input,accepted,rejected,dead-letter,scores,windows}\n`);
-    const kafka = new Kafka({ clientId: prefix, brokers: broker.brokers, logLevel: logLevel.NOTHING });
+    const kafka = createKafkaClient({ clientId: prefix, brokers: broker.brokers });
     for (const t of topics) await ensureTopic(kafka, t, 1);
 
     const sim = createSimulation({ count: o.count, dim: o.dim, seed: o.seed, order: o.order });
@@ -229,13 +229,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 }
 
 async function deleteTopics(brokers: string[], topics: string[], clientId: string): Promise<void> {
-  const admin = new Kafka({ clientId, brokers, logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    const existing = new Set(await admin.listTopics());
-    const ours = topics.filter((t) => existing.has(t));
-    if (ours.length > 0) await admin.deleteTopics({ topics: ours });
-  } finally {
-    await admin.disconnect();
-  }
+  const kafka = createKafkaClient({ clientId, brokers });
+  const existing = new Set(await kafka.listTopics());
+  const ours = topics.filter((t) => existing.has(t));
+  if (ours.length > 0) await kafka.deleteTopics(ours);
 }

@@ -9,18 +9,16 @@
  *
  * (Not `clipsieve-*`: the filter replaces its own headers on the copies it writes.)
  */
-import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { type AvroRecordEncoder, createAvroEncoder, encodeJsonRecord } from "../decode/encode.ts";
-import { createKafkaClient } from "../kafka/client.ts";
-import { ensureTopics } from "../kafka/topics.ts";
+import { createKafkaClient, type KafkaClient, type OutboundRecord } from "../kafka/index.ts";
 import type { SimRecord, Simulation } from "./generator.ts";
 
 export const SIM_HEADERS = { kind: "sim-kind", topic: "sim-topic", site: "sim-site" } as const;
 
 export interface ProduceOptions {
-  kafka: Kafka;
+  kafka: KafkaClient;
   topic: string;
   format: "json" | "avro";
   schemaRegistryUrl?: string;
@@ -41,14 +39,18 @@ export interface ProduceResult {
 /** The brokers' default `message.max.bytes` is 1 MiB per record batch; stay under it per request. */
 const MAX_REQUEST_BYTES = 900_000;
 
-/** Make a kafkajs client whose warnings and errors go to `logger`. */
-export function simulatorKafka(brokers: string[], logger: Logger, clientId = "clipsieve-simulate"): Kafka {
-  return createKafkaClient(brokers, clientId, logger);
+/** Make a Kafka client whose warnings and errors go to `logger`. */
+export function simulatorKafka(
+  brokers: string[],
+  logger: Logger,
+  clientId = "clipsieve-simulate",
+): KafkaClient {
+  return createKafkaClient({ brokers, clientId, logger });
 }
 
 /** Create `topic` with `partitions` partitions unless it exists. */
-export async function ensureTopic(kafka: Kafka, topic: string, partitions = 1): Promise<void> {
-  await ensureTopics(kafka, [{ topic, numPartitions: partitions }]);
+export async function ensureTopic(kafka: KafkaClient, topic: string, partitions = 1): Promise<void> {
+  await kafka.ensureTopics([{ topic, numPartitions: partitions }]);
 }
 
 export function simHeaders(r: SimRecord): Record<string, string> {
@@ -73,27 +75,22 @@ export async function produceSimulation(sim: Simulation, options: ProduceOptions
     avro = await createAvroEncoder({ schemaRegistryUrl: options.schemaRegistryUrl, topic: options.topic });
   }
   // Idempotent: a Produce request retried after a timeout must not write its records twice.
-  const producer: Producer = options.kafka.producer({
-    idempotent: true,
-    maxInFlightRequests: 1,
-    allowAutoTopicCreation: false,
-    createPartitioner: Partitioners.DefaultPartitioner,
-  });
+  const producer = options.kafka.producer();
   await producer.connect();
   const started = performance.now();
   let sent = 0;
   // One request at a time: with more in flight kafkajs may hand them to the broker out of order, and
   // the stream's order (the bursty runs, the offsets a study matches records by) is part of what is
   // simulated.
-  const send = async (messages: Message[]) => {
-    await producer.send({ topic: options.topic, messages, acks: -1 });
+  const send = async (messages: OutboundRecord[]) => {
+    await producer.send(options.topic, messages);
     sent += messages.length;
     options.onProgress?.(sent);
   };
   try {
     // A chunk is at most a tenth of a second's worth at the given rate, so the rate holds smoothly.
     const chunkRecords = rate > 0 ? Math.max(1, Math.floor(rate / 10)) : Number.POSITIVE_INFINITY;
-    let chunk: Message[] = [];
+    let chunk: OutboundRecord[] = [];
     let chunkBytes = 0;
     for (const r of sim.records()) {
       if (options.signal?.aborted) break;

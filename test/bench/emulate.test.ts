@@ -17,7 +17,7 @@ import { loadTarget } from "../../src/score/target-set.ts";
 import { createSimulation } from "../../src/simulate/generator.ts";
 import { produceSimulation } from "../../src/simulate/producer.ts";
 import { writeSimulationTarget } from "../../src/simulate/target.ts";
-import { createTopics, testBrokers, testKafka, uniqueName } from "../helpers/kafka.ts";
+import { createTopics, testBrokers, testClient, uniqueName } from "../helpers/kafka.ts";
 
 test("jaccard counts intersection over union, optionally within a subset", () => {
   const a = new Set(["1", "2", "3"]);
@@ -28,11 +28,10 @@ test("jaccard counts intersection over union, optionally within a subset", () =>
 });
 
 test("the emulator decides every record as the filter does through Kafka", async () => {
-  const kafka = testKafka();
   const input = uniqueName("emu");
-  await createTopics(kafka, [input], 1);
+  await createTopics([input], 1);
   const sim = createSimulation({ count: 2048, dim: 16, seed: 21, order: "bursty", meanRunLength: 200 });
-  await produceSimulation(sim, { kafka, topic: input, format: "json" });
+  await produceSimulation(sim, { kafka: testClient(), topic: input, format: "json" });
   const dir = mkdtempSync(join(tmpdir(), "clipsieve-emulate-test-"));
   const engine = await createScoringEngine({ logger: silentLogger });
   try {

@@ -47,7 +47,7 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string }> {
 
 test("a policy calibrated on a sample keeps the target fraction of held-out records", async (t) => {
   const kafka = testKafka();
-  const topics = await filterTopics(kafka, 1);
+  const topics = await filterTopics(1);
   const pairs = syntheticPairs(N, DIM, 33);
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();

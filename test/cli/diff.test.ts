@@ -8,7 +8,6 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import type { Kafka } from "kafkajs";
 import { main } from "../../src/cli/main.ts";
 import type { ScoreDiff } from "../../src/lake/diff.ts";
 import type { ScoreRecord } from "../../src/sink/outputs.ts";
@@ -35,7 +34,7 @@ const FAST = [
 ];
 
 /** The output topics and group of a second run over the same input. */
-async function secondRun(kafka: Kafka, first: FilterTopics): Promise<FilterTopics> {
+async function secondRun(first: FilterTopics): Promise<FilterTopics> {
   const t = {
     input: first.input,
     accepted: uniqueName("acc"),
@@ -45,7 +44,7 @@ async function secondRun(kafka: Kafka, first: FilterTopics): Promise<FilterTopic
     windows: uniqueName("windows"),
     group: uniqueName("group"),
   };
-  await createTopics(kafka, [t.accepted, t.rejected, t.deadLetter, t.scores, t.windows], 1);
+  await createTopics([t.accepted, t.rejected, t.deadLetter, t.scores, t.windows], 1);
   return t;
 }
 
@@ -64,8 +63,8 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string }> {
 
 test("diff lists exactly the records whose decision changed between two runs", async () => {
   const kafka = testKafka();
-  const a = await filterTopics(kafka, 2);
-  const b = await secondRun(kafka, a);
+  const a = await filterTopics(2);
+  const b = await secondRun(a);
   const pairs = syntheticPairs(400, DIM, 21);
   const messages = pairs.map((p, i) => ({ key: p.uid, value: jsonRecord(p), partition: i % 2 }));
   messages.splice(50, 0, { key: "bad", value: "{not json", partition: 0 });

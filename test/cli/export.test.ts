@@ -93,7 +93,7 @@ function readUids(path: string): string[] {
 test("export survives a SIGKILL: no partial file, no duplicate, every accepted record once", async (t) => {
   const kafka = testKafka();
   const topic = uniqueName("acc");
-  await createTopics(kafka, [topic], 2);
+  await createTopics([topic], 2);
   const pairs = syntheticPairs(N, DIM, 44);
   const rand = mulberry32(3);
   const produced = new Map<string, { uid: string; score: number; timestamp: number; image: number[] }>();
@@ -228,7 +228,7 @@ test("export survives a SIGKILL: no partial file, no duplicate, every accepted r
 test("export --follow writes new records within --flush-ms and stops cleanly on SIGTERM", async () => {
   const kafka = testKafka();
   const topic = uniqueName("acc");
-  await createTopics(kafka, [topic], 1);
+  await createTopics([topic], 1);
   const pairs = syntheticPairs(120, DIM, 45);
   const send = async (from: number, to: number) => {
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });

@@ -117,13 +117,7 @@ test("a loaded DataComp pool runs through the filter and scores as offline", asy
     windows: uniqueName("windows"),
     group: uniqueName("group"),
   };
-  await createTopics(kafka, [
-    topics.accepted,
-    topics.rejected,
-    topics.deadLetter,
-    topics.scores,
-    topics.windows,
-  ]);
+  await createTopics([topics.accepted, topics.rejected, topics.deadLetter, topics.scores, topics.windows]);
   const filter = spawnClipsieve(
     filterArgs(topics, [
       ...["--dim", String(DIM), "--model", MODEL, "--window-size", "64", "--linger-ms", "300"],

@@ -143,8 +143,8 @@ test("the image's command runs the filter from the deployed config file against 
   writeFileSync(inContainer(configPath), JSON.stringify(deployed, null, 2));
 
   const kafka = testKafka();
-  await createTopics(kafka, [topics.input], 2);
-  await createTopics(kafka, [
+  await createTopics([topics.input], 2);
+  await createTopics([
     topics.accepted,
     topics.rejected,
     topics.deadLetter,

@@ -53,7 +53,7 @@ const dot = (a: number[], b: number[]) => a.reduce((s, v, i) => s + v * b[i], 0)
 
 test("a stream mixing records with and without embeddings is filtered end to end", async () => {
   const kafka = testKafka();
-  const t = await filterTopics(kafka, 2);
+  const t = await filterTopics(2);
   const inputs: { key: string; value: string; bad?: string; clipScore?: number }[] = [];
   // Precomputed embeddings (DIM 6, the model folder's D), naming the same teacher.
   for (const p of syntheticPairs(60, DIM, 11)) {

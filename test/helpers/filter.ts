@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import type { Kafka } from "kafkajs";
 import { createTopics, testBrokers, uniqueName } from "./kafka.ts";
 
 export interface FilterTopics {
@@ -13,7 +12,7 @@ export interface FilterTopics {
   group: string;
 }
 
-export async function filterTopics(kafka: Kafka, partitions: number): Promise<FilterTopics> {
+export async function filterTopics(partitions: number): Promise<FilterTopics> {
   const t = {
     input: uniqueName("in"),
     accepted: uniqueName("acc"),
@@ -23,8 +22,8 @@ export async function filterTopics(kafka: Kafka, partitions: number): Promise<Fi
     windows: uniqueName("windows"),
     group: uniqueName("group"),
   };
-  await createTopics(kafka, [t.input], partitions);
-  await createTopics(kafka, [t.accepted, t.rejected, t.deadLetter, t.scores, t.windows], 1);
+  await createTopics([t.input], partitions);
+  await createTopics([t.accepted, t.rejected, t.deadLetter, t.scores, t.windows], 1);
   return t;
 }
 

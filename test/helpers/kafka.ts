@@ -1,7 +1,7 @@
 import "../../src/common/quiet-warnings.ts";
 import { randomUUID } from "node:crypto";
 import { Kafka, logLevel } from "kafkajs";
-import { ensureTopics } from "../../src/kafka/topics.ts";
+import { createKafkaClient, type KafkaClient } from "../../src/kafka/index.ts";
 
 /** The broker the test run uses (started by test/global-setup.ts unless KAFKA_BROKERS was given). */
 export function testBrokers(): string[] {
@@ -11,8 +11,17 @@ export function testBrokers(): string[] {
   return brokers.split(",");
 }
 
+/**
+ * A kafkajs client of the tests' own, to write inputs and read outputs independently of the code
+ * under test (which talks to Kafka through its port: `testClient`).
+ */
 export function testKafka(clientId = "clipsieve-test"): Kafka {
   return new Kafka({ clientId, brokers: testBrokers(), logLevel: logLevel.NOTHING });
+}
+
+/** clipsieve's own Kafka client (src/kafka), as the code under test gets it. */
+export function testClient(clientId = "clipsieve-test"): KafkaClient {
+  return createKafkaClient({ clientId, brokers: testBrokers() });
 }
 
 /** Every test gets its own topic and group names, so tests never see each other's records. */
@@ -20,11 +29,8 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;
 }
 
-export async function createTopics(kafka: Kafka, topics: string[], numPartitions = 1): Promise<void> {
-  await ensureTopics(
-    kafka,
-    topics.map((topic) => ({ topic, numPartitions })),
-  );
+export async function createTopics(topics: string[], numPartitions = 1): Promise<void> {
+  await testClient("clipsieve-test-topics").ensureTopics(topics.map((topic) => ({ topic, numPartitions })));
 }
 
 /**

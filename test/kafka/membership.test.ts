@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { isClipsieveError } from "../../src/common/errors.ts";
-import { confirmMembership } from "../../src/kafka/membership.ts";
-import { assignerWithRejoinHook, type ConsumerGroupInternals } from "../../src/kafka/rejoin-hook.ts";
+import { confirmMembership } from "../../src/kafka/kafkajs/membership.ts";
+import { assignerWithRejoinHook, type ConsumerGroupInternals } from "../../src/kafka/kafkajs/rejoin-hook.ts";
 import { createTopics, testKafka, uniqueName } from "../helpers/kafka.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -16,7 +16,7 @@ test("a member confirms its membership only while the group is settled", async (
   const kafka = testKafka();
   const topic = uniqueName("membership");
   const groupId = uniqueName("membership-group");
-  await createTopics(kafka, [topic], 2);
+  await createTopics([topic], 2);
 
   let group: ConsumerGroupInternals | undefined;
   let holdRejoin: Promise<void> | undefined;

@@ -6,14 +6,14 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { silentLogger } from "../../src/common/logger.ts";
 import { createKafkaSource } from "../../src/source/kafka-source.ts";
-import { createTopics, testKafka, uniqueName } from "../helpers/kafka.ts";
+import { createTopics, testClient, testKafka, uniqueName } from "../helpers/kafka.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 test("a second member's join waits for the first member's before-rejoin hook", async () => {
   const kafka = testKafka();
   const topic = uniqueName("rejoin");
   const groupId = uniqueName("rejoin-group");
-  await createTopics(kafka, [topic], 2);
+  await createTopics([topic], 2);
 
   const HOLD_MS = 4000;
   // Calls after the first member settled in (armed): each holds like a transaction being finished.
@@ -22,7 +22,7 @@ test("a second member's join waits for the first member's before-rejoin hook", a
   let unarmedCalls = 0;
   let aGeneration = 0;
   const a = createKafkaSource({
-    kafka,
+    kafka: testClient(),
     groupId,
     topic,
     logger: silentLogger,

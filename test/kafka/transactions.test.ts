@@ -10,7 +10,7 @@ import { createTopics, readAll, testKafka, uniqueName } from "../helpers/kafka.t
 test("a read_committed consumer sees exactly the committed transaction's records", async () => {
   const kafka = testKafka();
   const topic = uniqueName("tx");
-  await createTopics(kafka, [topic]);
+  await createTopics([topic]);
   const producer = kafka.producer({
     transactionalId: uniqueName("tx-producer"),
     idempotent: true,

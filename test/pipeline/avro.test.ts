@@ -15,7 +15,7 @@ import { startSchemaRegistry } from "../helpers/schema-registry.ts";
 test("Avro records are scored; an unknown schema id is dead-lettered", async () => {
   const registry = await startSchemaRegistry();
   const kafka = testKafka();
-  const t = await filterTopics(kafka, 1);
+  const t = await filterTopics(1);
   try {
     const encoder = await createAvroEncoder({ schemaRegistryUrl: registry.url, topic: t.input });
     const pairs = syntheticPairs(120, 16, 41);

@@ -15,7 +15,7 @@ import { jsonRecord, syntheticPairs } from "../helpers/records.ts";
 
 test("a backlog is taken a bounded number of records at a time", async () => {
   const kafka = testKafka();
-  const t = await filterTopics(kafka, 1);
+  const t = await filterTopics(1);
   const n = 3000;
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();

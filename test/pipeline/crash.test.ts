@@ -128,7 +128,7 @@ async function assertExactlyOnce(kafka: Kafka, t: FilterTopics, n: number, log: 
 
 test("SIGKILL mid-stream, then restart: nothing lost, nothing duplicated", async () => {
   const kafka = testKafka();
-  const t = await filterTopics(kafka, 2);
+  const t = await filterTopics(2);
   const n = 1500;
   await produce(kafka, t.input, n, 2, 11);
   const first = spawnClipsieve(filterArgs(t, [...FAST, "--instance-id", "crashy"]));
@@ -152,7 +152,7 @@ test("SIGKILL mid-stream, then restart: nothing lost, nothing duplicated", async
 
 test("a second filter joins mid-stream, then one is killed: nothing lost or doubled", async () => {
   const kafka = testKafka();
-  const t = await filterTopics(kafka, 4);
+  const t = await filterTopics(4);
   const n = 2000;
   // a holds each window's transaction open for a while, so the rebalance always finds one in flight
   // (larger windows than FAST's, so that this costs a few seconds, not one per 50 records).
@@ -174,7 +174,7 @@ test("a second filter joins mid-stream, then one is killed: nothing lost or doub
         `first windows\n${a.output()}`,
       );
       // b joins while records keep coming, so a has window transactions in flight as the group
-      // rebalances: a must finish them before it rejoins (src/kafka/rejoin-hook.ts), or b would
+      // rebalances: a must finish them before it rejoins (src/kafka/kafkajs/rejoin-hook.ts), or b would
       // re-read records whose offsets were about to commit.
       b = spawnClipsieve(filterArgs(t, [...FAST, "--window-size", "200", "--instance-id", "b"]));
       let sent = 400;
@@ -209,11 +209,11 @@ test("a second filter joins mid-stream, then one is killed: nothing lost or doub
 
 test("a filter frozen past its session timeout cannot commit when it wakes: nothing doubled", async () => {
   const kafka = testKafka();
-  const t = await filterTopics(kafka, 4);
+  const t = await filterTopics(4);
   const n = 1600;
   // a is frozen (SIGSTOP, as a long GC pause or a stalled VM does) while it holds a window's
   // transaction open, after the membership check and before the commit. Its transaction outlives the
-  // freeze (120 s), so only the lease check right before the commit (src/kafka/membership.ts) stops
+  // freeze (120 s), so only the lease check right before the commit (src/kafka/kafkajs/membership.ts) stops
   // the late commit: b has taken a's partitions meanwhile and re-read the same records from the older
   // committed offsets.
   const a = spawnClipsieve(
@@ -283,7 +283,7 @@ test("a filter frozen past its session timeout cannot commit when it wakes: noth
 
 test("a member joining while a window's transaction is held gets offsets that include that window", async () => {
   const kafka = testKafka();
-  const t = await filterTopics(kafka, 2);
+  const t = await filterTopics(2);
   // Produced before a starts, so that a's first fetch takes both partitions into one window.
   await produce(kafka, t.input, 200, 2, 14);
   // a holds its window's transaction for 12 s after the membership check (within its 15 s lease), so

@@ -83,7 +83,7 @@ async function scoresBySource(kafka: Kafka, topic: string, n: number): Promise<M
 test("replay stops by itself; --reproduce gives identical scores topics", async () => {
   const kafka = testKafka();
   const input = uniqueName("replay-in");
-  await createTopics(kafka, [input], 2);
+  await createTopics([input], 2);
   const n = 400;
   await producePairs(kafka, input, n, 21);
 
@@ -113,7 +113,7 @@ test("replay stops by itself; --reproduce gives identical scores topics", async 
 test("a replay killed mid-way and started again ends with exactly one output per input", async () => {
   const kafka = testKafka();
   const input = uniqueName("replay-kill");
-  await createTopics(kafka, [input], 2);
+  await createTopics([input], 2);
   const n = 600;
   await producePairs(kafka, input, n, 22);
   const prefix = uniqueName("d");

@@ -23,7 +23,7 @@ const MODEL = "test-teacher";
 
 test("every record is accepted, rejected or dead-lettered exactly once, and windows replay offline", async () => {
   const kafka = testKafka();
-  const t = await filterTopics(kafka, 2);
+  const t = await filterTopics(2);
   const pairs = syntheticPairs(300, DIM, 7);
   const nan = new Float32Array(DIM).fill(0.25);
   nan[3] = Number.NaN;

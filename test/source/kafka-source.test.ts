@@ -7,13 +7,13 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { silentLogger } from "../../src/common/logger.ts";
 import { createKafkaSource } from "../../src/source/kafka-source.ts";
-import { createTopics, testKafka, uniqueName } from "../helpers/kafka.ts";
+import { createTopics, testClient, testKafka, uniqueName } from "../helpers/kafka.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 test("a batch handed again after an error skips the parts already taken", async () => {
   const kafka = testKafka();
   const topic = uniqueName("source");
-  await createTopics(kafka, [topic], 1);
+  await createTopics([topic], 1);
   const N = 100;
   const producer = kafka.producer();
   await producer.connect();
@@ -28,7 +28,7 @@ test("a batch handed again after an error skips the parts already taken", async 
   let calls = 0;
   let failed = false;
   const source = createKafkaSource({
-    kafka,
+    kafka: testClient(),
     groupId: uniqueName("source-group"),
     topic,
     logger: silentLogger,
@@ -71,14 +71,14 @@ test("a member stays in the group while its before-rejoin hook outlasts the sess
   const kafka = testKafka();
   const topic = uniqueName("source-keepalive");
   const groupId = uniqueName("source-keepalive-group");
-  await createTopics(kafka, [topic], 2);
+  await createTopics([topic], 2);
   const SESSION_MS = 6000;
   const HOLD_MS = 10_000;
   let armed = false;
   let holdEnd = 0;
   let generation = 0;
   const a = createKafkaSource({
-    kafka,
+    kafka: testClient(),
     groupId,
     topic,
     logger: silentLogger,

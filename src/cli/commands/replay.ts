@@ -9,12 +9,9 @@
  * the same settings give the same scores bit for bit.
  */
 import { type Command, Option } from "commander";
-import type { Kafka } from "kafkajs";
 import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
-import { createKafkaClient } from "../../kafka/client.ts";
-import { readTopicToEnd } from "../../kafka/read-topic.ts";
-import { ensureTopics } from "../../kafka/topics.ts";
+import { createKafkaClient, type KafkaClient } from "../../kafka/index.ts";
 import { RangeTracker } from "../../pipeline/bounds.ts";
 import { buildPipeline } from "../../pipeline/pipeline.ts";
 import { decodeRuns } from "../../window/ranges.ts";
@@ -26,58 +23,47 @@ type Offsets = Map<number, bigint>;
 
 /** `beginning` | `now` | `0:120,1:80` | an ISO time. */
 export async function resolvePosition(
-  kafka: Kafka,
+  kafka: KafkaClient,
   topic: string,
   spec: string,
   which: "start" | "end",
 ): Promise<Offsets> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const partitions = await admin.fetchTopicOffsets(topic);
-    const out: Offsets = new Map();
-    if (spec === "beginning" || spec === "now") {
-      for (const p of partitions) out.set(p.partition, BigInt(spec === "beginning" ? p.low : p.high));
-      return out;
+  const ends = await kafka.endOffsets(topic);
+  const out: Offsets = new Map();
+  if (spec === "beginning" || spec === "now") {
+    for (const [p, o] of ends) out.set(p, spec === "beginning" ? o.low : o.high);
+    return out;
+  }
+  if (/^\d+:\d+(,\d+:\d+)*$/.test(spec)) {
+    const given = new Map(spec.split(",").map((kv) => kv.split(":").map(Number) as [number, number]));
+    for (const [p, o] of ends) {
+      const at = given.get(p);
+      // A partition not named starts at its beginning / ends at its current end.
+      out.set(p, at !== undefined ? BigInt(at) : which === "start" ? o.low : o.high);
     }
-    if (/^\d+:\d+(,\d+:\d+)*$/.test(spec)) {
-      const given = new Map(spec.split(",").map((kv) => kv.split(":").map(Number) as [number, number]));
-      for (const p of partitions) {
-        const o = given.get(p.partition);
-        // A partition not named starts at its beginning / ends at its current end.
-        out.set(p.partition, BigInt(o ?? (which === "start" ? p.low : p.high)));
+    for (const key of given.keys()) {
+      if (!ends.has(key)) {
+        throw new ClipsieveError(
+          "CONFIG_INVALID",
+          `--${which} names partition ${key}, which ${topic} does not have`,
+        );
       }
-      for (const key of given.keys()) {
-        if (!partitions.some((p) => p.partition === key)) {
-          throw new ClipsieveError(
-            "CONFIG_INVALID",
-            `--${which} names partition ${key}, which ${topic} does not have`,
-          );
-        }
-      }
-      return out;
-    }
-    const ms = Date.parse(spec);
-    if (Number.isNaN(ms)) {
-      throw new ClipsieveError(
-        "CONFIG_INVALID",
-        `--${which} ${JSON.stringify(spec)}: expected ${which === "start" ? "beginning" : "now"}, <partition>:<offset>,... or an ISO time`,
-      );
-    }
-    for (const p of await admin.fetchTopicOffsetsByTimestamp(topic, ms)) {
-      // -1: no record at or after that time; the partition's end.
-      const high = partitions.find((q) => q.partition === p.partition)?.high ?? "0";
-      out.set(p.partition, BigInt(p.offset === "-1" ? high : p.offset));
     }
     return out;
-  } finally {
-    await admin.disconnect();
   }
+  const ms = Date.parse(spec);
+  if (Number.isNaN(ms)) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      `--${which} ${JSON.stringify(spec)}: expected ${which === "start" ? "beginning" : "now"}, <partition>:<offset>,... or an ISO time`,
+    );
+  }
+  return kafka.offsetsAtTime(topic, ms);
 }
 
-export async function readManifests(kafka: Kafka, topic: string): Promise<WindowManifest[]> {
+export async function readManifests(kafka: KafkaClient, topic: string): Promise<WindowManifest[]> {
   const manifests: WindowManifest[] = [];
-  const { complete } = await readTopicToEnd(kafka, topic, ({ message }) => {
+  const { complete } = await kafka.readTopicToEnd(topic, (message) => {
     if (message.value) manifests.push(JSON.parse(message.value.toString()) as WindowManifest);
   });
   if (!complete)
@@ -105,11 +91,8 @@ function recordedRange(
   return { start, end };
 }
 
-async function ensureOutputTopics(kafka: Kafka, topics: string[], partitions: number): Promise<void> {
-  await ensureTopics(
-    kafka,
-    topics.map((topic) => ({ topic, numPartitions: partitions })),
-  );
+async function ensureOutputTopics(kafka: KafkaClient, topics: string[], partitions: number): Promise<void> {
+  await kafka.ensureTopics(topics.map((topic) => ({ topic, numPartitions: partitions })));
 }
 
 /**
@@ -117,32 +100,21 @@ async function ensureOutputTopics(kafka: Kafka, topics: string[], partitions: nu
  * replay started again) resumes from them. Returns where the run starts, per partition.
  */
 async function positionGroup(
-  kafka: Kafka,
+  kafka: KafkaClient,
   groupId: string,
   topic: string,
   start: Offsets,
   logger: Logger,
 ): Promise<Offsets> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
-    const known = committed.partitions.filter((p) => p.offset !== "-1");
-    if (known.length > 0) {
-      logger.info({ groupId }, "resuming an interrupted replay from its committed offsets");
-      const from: Offsets = new Map(start);
-      for (const p of known) from.set(p.partition, BigInt(p.offset));
-      return from;
-    }
-    await admin.setOffsets({
-      groupId,
-      topic,
-      partitions: [...start].map(([partition, offset]) => ({ partition, offset: offset.toString() })),
-    });
-    return start;
-  } finally {
-    await admin.disconnect();
+  const committed = await kafka.committedOffsets(groupId, topic);
+  if (committed.size > 0) {
+    logger.info({ groupId }, "resuming an interrupted replay from its committed offsets");
+    const from: Offsets = new Map(start);
+    for (const [p, offset] of committed) from.set(p, offset);
+    return from;
   }
+  await kafka.setCommittedOffsets(groupId, topic, start);
+  return start;
 }
 
 export function registerReplayCommand(program: Command): void {
@@ -188,7 +160,7 @@ export function registerReplayCommand(program: Command): void {
       stateTopic: `${prefix}.policy-state`,
       instanceId: "replay",
     });
-    const kafka = createKafkaClient(config.brokers, "clipsieve-replay", logger);
+    const kafka = createKafkaClient({ brokers: config.brokers, clientId: "clipsieve-replay", logger });
 
     const manifests =
       typeof reproduceTopic === "string" ? await readManifests(kafka, reproduceTopic) : undefined;

@@ -1,10 +1,5 @@
 import type { Kafka } from "kafkajs";
-
-export interface TopicSpec {
-  topic: string;
-  numPartitions?: number;
-  configEntries?: { name: string; value: string }[];
-}
+import type { TopicSpec } from "../port.ts";
 
 /**
  * Create the topics that do not exist yet, and return once their metadata answers for every partition.

@@ -21,7 +21,7 @@
  * timeout bounds nothing here. The window is aborted and its records are re-read by whoever owns
  * their partition after the rebalance, which is what a window holding revoked partitions must do.
  */
-import { ClipsieveError } from "../common/errors.ts";
+import { ClipsieveError } from "../../common/errors.ts";
 import type { ConsumerGroupInternals } from "./rejoin-hook.ts";
 
 /** Heartbeat answers that mean the member no longer holds its partitions in this generation. */

@@ -1,0 +1,23 @@
+/**
+ * The one door to Kafka. Every stage, command and benchmark gets its client here and talks to it
+ * through the port's types (port.ts); only the adapter folders import a client library.
+ */
+import { ClipsieveError } from "../common/errors.ts";
+import { createKafkajsClient } from "./kafkajs/client.ts";
+import { KAFKA_ADAPTERS, type KafkaClient, type KafkaClientOptions } from "./port.ts";
+
+export { type KafkaErrorKind, kafkaErrorKind } from "./errors.ts";
+export * from "./port.ts";
+
+export function createKafkaClient(opts: KafkaClientOptions): KafkaClient {
+  const adapter = opts.adapter ?? "kafkajs";
+  switch (adapter) {
+    case "kafkajs":
+      return createKafkajsClient(opts);
+    default:
+      throw new ClipsieveError(
+        "CONFIG_INVALID",
+        `kafkaClient ${JSON.stringify(adapter)}: expected one of ${KAFKA_ADAPTERS.join(", ")}`,
+      );
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The data-lake commands' range consumer on kafkajs: a topic to the end offsets captured at start
+ * (bounded), or on and on (`follow`), with `read_committed`.
+ *
+ * A partition is finished when the consumer has fetched through its end offset, or when the group's
+ * committed offset (at start, or committed since) is at or past it. Progress is taken from the offset
+ * of the last entry of each fetched batch, transaction markers and aborted records included: a range
+ * usually ends in a commit marker, an offset no record carries. The end is the high watermark, so a
+ * transaction still open at start is waited for (at most the producer's transaction timeout) and the
+ * range holds exactly what was committed or aborted before it.
+ *
+ * A group (re)join starts over from the committed offsets, as kafkajs does: the caller drops what it
+ * held and not yet committed (`onRebalance`), and the progress marks are reset the same way.
+ */
+import { randomUUID } from "node:crypto";
+import type { Kafka } from "kafkajs";
+import type { RawRecord } from "../../decode/types.ts";
+import type { KafkaClient, RangeConsumer, RangeConsumerOptions } from "../port.ts";
+
+export async function consumeKafkajsRange(
+  kafka: Kafka,
+  client: KafkaClient,
+  opts: RangeConsumerOptions,
+): Promise<RangeConsumer> {
+  const { topic, logger, follow = false } = opts;
+  const ends = await client.endOffsets(topic);
+  const low = new Map([...ends].map(([p, r]) => [p, r.low]));
+  const high = new Map([...ends].map(([p, r]) => [p, r.high]));
+  const committed =
+    opts.groupId === undefined
+      ? new Map<number, bigint>()
+      : await client.committedOffsets(opts.groupId, topic);
+  /** Where the group stands: nothing before it needs reading. */
+  const position = new Map<number, bigint>();
+  for (const [p, l] of low) {
+    const c = committed.get(p);
+    position.set(p, c !== undefined && c > l ? c : l);
+  }
+  const fetchedThrough = new Map<number, bigint>();
+  let assigned: number[] | undefined;
+  let generation = 0;
+  let stopped = false;
+  let failure: unknown;
+
+  let resolveFinished!: () => void;
+  let rejectFinished!: (err: unknown) => void;
+  const finished = new Promise<void>((resolve, reject) => {
+    resolveFinished = resolve;
+    rejectFinished = reject;
+  });
+  finished.catch(() => {});
+
+  const consumer = kafka.consumer({
+    groupId: opts.groupId ?? `clipsieve-reader-${randomUUID()}`,
+    readUncommitted: false,
+    sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
+    heartbeatInterval: 3_000,
+    maxWaitTimeInMs: 500,
+    maxBytesPerPartition: 8 * 1024 * 1024,
+  });
+
+  const partitionDone = (p: number) => {
+    const end = high.get(p) ?? 0n;
+    return (position.get(p) ?? 0n) >= end || (fetchedThrough.get(p) ?? -1n) >= end;
+  };
+  const checkFinished = () => {
+    if (follow) return;
+    // Nothing left anywhere: no need to wait for the group's assignment.
+    if ([...high.keys()].every(partitionDone)) resolveFinished();
+    if (assigned === undefined) return;
+    const open = assigned.filter((p) => !partitionDone(p));
+    if (open.length === 0) resolveFinished();
+  };
+  const pauseIfDone = (p: number) => {
+    if (!follow && partitionDone(p)) consumer.pause([{ topic, partitions: [p] }]);
+  };
+
+  consumer.on(consumer.events.GROUP_JOIN, async (e) => {
+    generation++;
+    assigned = e.payload.memberAssignment[topic] ?? [];
+    logger.debug({ topic, generation, assigned }, "joined the consumer group");
+    if (generation > 1) {
+      fetchedThrough.clear();
+      consumer.resume([{ topic }]);
+      await opts.onRebalance?.(generation);
+    }
+    for (const p of assigned) pauseIfDone(p);
+    checkFinished();
+  });
+  consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+    if (e.payload.topic !== topic) return;
+    const next = BigInt(e.payload.lastOffset) + 1n;
+    if (next > (fetchedThrough.get(e.payload.partition) ?? -1n))
+      fetchedThrough.set(e.payload.partition, next);
+    pauseIfDone(e.payload.partition);
+    checkFinished();
+  });
+  consumer.on(consumer.events.CRASH, (e) => {
+    if (!e.payload.restart) rejectFinished(failure ?? e.payload.error);
+  });
+
+  checkFinished();
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
+      if (stopped || failure !== undefined || !isRunning() || isStale()) return;
+      const end = high.get(batch.partition) ?? 0n;
+      const records: RawRecord[] = [];
+      for (const m of batch.messages) {
+        if (!follow && BigInt(m.offset) >= end) break;
+        records.push({
+          source: { topic, partition: batch.partition, offset: m.offset },
+          key: m.key,
+          value: m.value,
+          headers: (m.headers ?? {}) as RawRecord["headers"],
+          timestamp: m.timestamp,
+        });
+      }
+      if (records.length === 0) return;
+      try {
+        await opts.onBatch({ partition: batch.partition, records, heartbeat });
+      } catch (err) {
+        // Nothing more is handed over; the caller learns of it through `finished`.
+        failure = err;
+        rejectFinished(err);
+      }
+    },
+  });
+
+  return {
+    ends: high,
+    pause() {
+      consumer.pause([{ topic }]);
+    },
+    finished,
+    async commit(partition, next) {
+      await consumer.commitOffsets([{ topic, partition, offset: next.toString() }]);
+      if (next > (position.get(partition) ?? 0n)) position.set(partition, next);
+      pauseIfDone(partition);
+      checkFinished();
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      resolveFinished();
+      await consumer.disconnect();
+    },
+  };
+}
