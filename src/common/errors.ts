@@ -66,6 +66,11 @@ export const ERROR_CODES = {
     summary:
       "The group coordinator answered the heartbeat before a window's commit too late to be sure the partitions are still this member's: the window is delivered again in a new transaction.",
   },
+  KAFKA_TRANSACTION_EXPIRED: {
+    retryable: true,
+    summary:
+      "The broker aborted a window's transaction because it stayed open longer than --transaction-timeout-ms (a long pause, a slow broker): nothing of it was committed; the producer is re-initialised and the window is delivered again in a new transaction.",
+  },
   // record decoding (the decode stage marks the record; only the registry errors are thrown)
   RECORD_TOMBSTONE: {
     retryable: false,

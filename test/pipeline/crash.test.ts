@@ -2,8 +2,9 @@
  * Crash and rebalance tests against the real broker. A filter killed with SIGKILL mid-stream and
  * restarted loses and duplicates nothing in the committed outputs; with two filters in one group on a
  * 4-partition topic, one joining mid-stream and then killed, every record is again delivered exactly
- * once; a filter frozen past its session timeout (SIGSTOP) cannot commit when it wakes; and a member
- * joining while a window's transaction is pending starts after that window.
+ * once; a filter frozen past its session timeout (SIGSTOP) cannot commit when it wakes; a member
+ * joining while a window's transaction is pending starts after that window; and a window whose
+ * transaction the broker expired (held past its timeout) is delivered again, not turned into an exit.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -287,9 +288,21 @@ test("a member joining while a window's transaction is held gets offsets that in
   // Produced before a starts, so that a's first fetch takes both partitions into one window.
   await produce(kafka, t.input, 200, 2, 14);
   // a holds its window's transaction for 12 s after the membership check (within its 15 s lease), so
-  // the rebalance below always begins while a commit is pending.
+  // the rebalance below always begins while a commit is pending. Its transaction timeout is well over
+  // the hold: with FAST's 10 s the broker's expiry sweep (every 10 s) sometimes aborted the held
+  // transaction first, and a never committed the window this test is about.
   const a = spawnClipsieve(
-    filterArgs(t, [...FAST, "--window-size", "200", "--session-timeout-ms", "30000", "--instance-id", "a"]),
+    filterArgs(t, [
+      ...FAST,
+      "--window-size",
+      "200",
+      "--session-timeout-ms",
+      "30000",
+      "--transaction-timeout-ms",
+      "60000",
+      "--instance-id",
+      "a",
+    ]),
     { CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "12000" },
   );
   const joiner = kafka.consumer({ groupId: t.group, sessionTimeout: 30_000, heartbeatInterval: 1000 });
@@ -321,11 +334,44 @@ test("a member joining while a window's transaction is held gets offsets that in
       const { source } = JSON.parse(m.value?.toString() ?? "{}");
       return `${source.partition}/${source.offset}`;
     });
-    assert.ok(committed.length > 0, "a committed its window");
+    assert.ok(committed.length > 0, `a committed its window\n${a.output().slice(-4000)}`);
     const twice = committed.filter((s) => reread.has(s));
     assert.deepEqual(twice, [], `the joiner re-read records of a committed window\n${a.output()}`);
   } finally {
     await joiner.disconnect();
+    a.kill("SIGTERM");
+    await exited(a);
+  }
+});
+
+test("a window transaction the broker expired is delivered again: nothing lost or doubled", async () => {
+  const kafka = testKafka();
+  const t = await filterTopics(2);
+  const n = 600;
+  await produce(kafka, t.input, n, 2, 15);
+  // The first window's transaction is held 16 s, past its 5 s timeout and the broker's expiry sweep
+  // (every 10 s), as a long pause would: the broker aborts it and fences the producer's epoch. The
+  // filter must deliver that window again on a new producer rather than exit. The 60 s session timeout
+  // gives a 30 s membership lease, so the hold itself does not cost the partitions.
+  const a = spawnClipsieve(
+    filterArgs(t, [
+      ...FAST,
+      "--window-size",
+      "200",
+      "--session-timeout-ms",
+      "60000",
+      "--transaction-timeout-ms",
+      "5000",
+      "--instance-id",
+      "a",
+    ]),
+    { CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "16000", CLIPSIEVE_FAULT_COMMIT_DELAY_WINDOWS: "1" },
+  );
+  try {
+    await assertExactlyOnce(kafka, t, n, () => a.output());
+    assert.match(a.output(), /the broker expired the window's transaction/);
+    assert.equal(a.exitCode, null, `the filter is still running\n${a.output().slice(-3000)}`);
+  } finally {
     a.kill("SIGTERM");
     await exited(a);
   }

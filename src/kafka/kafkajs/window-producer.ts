@@ -17,6 +17,7 @@ import {
   type Producer,
   type TopicMessages,
 } from "kafkajs";
+import { ClipsieveError } from "../../common/errors.ts";
 import type { OutboundRecord, WindowDelivery, WindowProducer, WindowProducerOptions } from "../port.ts";
 import { kafkajsConsumerInternals } from "./group-consumer.ts";
 
@@ -51,6 +52,14 @@ export function chunkMessages(messages: Map<string, OutboundRecord[]>, maxBytes:
   return chunks;
 }
 
+/**
+ * The broker's answer to a transaction it timed out (KIP-588): INVALID_PRODUCER_EPOCH. A real fence (a
+ * newer producer with this transactional id) is PRODUCER_FENCED, and stays fatal.
+ */
+function transactionExpired(err: unknown): boolean {
+  return (err as { type?: string } | undefined)?.type === "INVALID_PRODUCER_EPOCH";
+}
+
 function offsetsForKafka(offsets: Map<string, Map<number, string>>) {
   return [...offsets].map(([topic, parts]) => ({
     topic,
@@ -64,21 +73,25 @@ function offsetsForKafka(offsets: Map<string, Map<number, string>>) {
  * transaction in flight (and a frozen process wakes up inside one).
  */
 const FAULT_COMMIT_DELAY_MS = Number(process.env.CLIPSIEVE_FAULT_COMMIT_DELAY_MS ?? 0);
+/** How many window transactions the fault holds (default: every one). */
+let faultHoldsLeft = Number(process.env.CLIPSIEVE_FAULT_COMMIT_DELAY_WINDOWS ?? Number.POSITIVE_INFINITY);
 
 export function createKafkajsWindowProducer(kafka: Kafka, opts: WindowProducerOptions): WindowProducer {
   const maxBytes = opts.maxRequestBytes ?? 900_000;
   const exactlyOnce = opts.delivery === "exactly-once";
-  const producer: Producer = kafka.producer(
-    exactlyOnce
-      ? {
-          transactionalId: opts.transactionalId,
-          transactionTimeout: opts.transactionTimeoutMs,
-          idempotent: true,
-          maxInFlightRequests: 1,
-          createPartitioner: Partitioners.DefaultPartitioner,
-        }
-      : { idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner },
-  );
+  const makeProducer = (): Producer =>
+    kafka.producer(
+      exactlyOnce
+        ? {
+            transactionalId: opts.transactionalId,
+            transactionTimeout: opts.transactionTimeoutMs,
+            idempotent: true,
+            maxInFlightRequests: 1,
+            createPartitioner: Partitioners.DefaultPartitioner,
+          }
+        : { idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner },
+    );
+  let producer = makeProducer();
   let lastOffsets: Map<string, Map<number, string>> | undefined;
   let admin: Admin | undefined;
   const committedIncludes = async (want: Map<string, Map<number, string>>): Promise<boolean> => {
@@ -121,7 +134,8 @@ export function createKafkajsWindowProducer(kafka: Kafka, opts: WindowProducerOp
         for (const topicMessages of chunks) await txn.sendBatch({ topicMessages, acks: -1 });
         await txn.sendOffsets({ consumerGroupId: opts.groupId, topics: offsetsForKafka(window.offsets) });
         const lease = await confirmMembership();
-        if (FAULT_COMMIT_DELAY_MS > 0) {
+        if (FAULT_COMMIT_DELAY_MS > 0 && faultHoldsLeft > 0) {
+          faultHoldsLeft--;
           opts.logger.info({ ms: FAULT_COMMIT_DELAY_MS }, "fault injection: holding the window transaction");
           await new Promise((r) => setTimeout(r, FAULT_COMMIT_DELAY_MS));
         }
@@ -129,6 +143,24 @@ export function createKafkajsWindowProducer(kafka: Kafka, opts: WindowProducerOp
         await txn.commit();
         lastOffsets = window.offsets;
       } catch (err) {
+        if (transactionExpired(err)) {
+          // The broker aborted the transaction and bumped the producer's epoch: this producer can
+          // take no other transaction, and kafkajs would call the error fatal. A new one with the same
+          // transactional id takes the new epoch; nothing of the window was committed, so it can be
+          // delivered again (the membership check guards that try like any other).
+          opts.logger.warn(
+            { transactionTimeoutMs: opts.transactionTimeoutMs },
+            "the broker expired the window's transaction; re-initialising the producer",
+          );
+          await producer.disconnect().catch(() => undefined);
+          producer = makeProducer();
+          await producer.connect();
+          throw new ClipsieveError(
+            "KAFKA_TRANSACTION_EXPIRED",
+            `the broker aborted the window's transaction after --transaction-timeout-ms (${opts.transactionTimeoutMs} ms)`,
+            { cause: err },
+          );
+        }
         opts.logger.warn({ err }, "window delivery failed; aborting its transaction");
         await txn.abort().catch((abortErr: unknown) => opts.logger.warn({ err: abortErr }, "abort failed"));
         throw err;
