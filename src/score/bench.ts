@@ -25,7 +25,20 @@ export interface BenchOptions {
   threads?: number;
   /** Embedding width. Default 768 (ViT-L/14). */
   dim?: number;
+  /**
+   * When given, the bench adds the scores it computed here, by name (see BENCH_SCORE_NAMES): the
+   * same seeded input on every machine and provider, so two runs' scores can be compared value by value.
+   */
+  scores?: Map<string, Float32Array>;
 }
+
+/** The arrays `runBench` puts in `BenchOptions.scores`. */
+export const BENCH_SCORE_NAMES = [
+  "s_clip_loss_b4096",
+  "s_clip_loss_b32768",
+  "normsim2",
+  "normsim_inf",
+] as const;
 
 export interface SClipLossFigures {
   batchSize: number;
@@ -147,6 +160,7 @@ async function timeSClipLoss(
   batchSize: number,
   draws: number,
   repeats: number,
+  scores?: Map<string, Float32Array>,
 ): Promise<Omit<SClipLossFigures, "percentOfPeak">> {
   const pool = makePool(rows, dim, rows + batchSize);
   if (repeats > 1 || draws > 1) {
@@ -163,7 +177,10 @@ async function timeSClipLoss(
     );
   }
   const drawList = makeDraws(rows, { seed: 0, draws, batchSize });
-  const seconds = await bestOf(repeats, () => engine.sClipLoss(pool, drawList, 0.01));
+  const seconds = await bestOf(repeats, async () => {
+    const result = await engine.sClipLoss(pool, drawList, 0.01);
+    scores?.set(`s_clip_loss_b${batchSize}`, result.sClipLoss);
+  });
   return {
     batchSize,
     rows,
@@ -207,7 +224,11 @@ async function numpyFigures(rows: number, batchSize: number, dim: number): Promi
   }
 }
 
-async function normSimFigures(engine: ScoringEngine, dim: number): Promise<BenchReport["normSim"]> {
+async function normSimFigures(
+  engine: ScoringEngine,
+  dim: number,
+  scores?: Map<string, Float32Array>,
+): Promise<BenchReport["normSim"]> {
   const targetRows = 100_000;
   const embeddings = randomUnitRows(targetRows, dim, 20);
   let gram: Float32Array = new Float32Array(0);
@@ -219,8 +240,12 @@ async function normSimFigures(engine: ScoringEngine, dim: number): Promise<Bench
   const infRows = 2_048;
   const image = randomUnitRows(twoRows, dim, 21);
   await engine.normSim(image, 256, target, { two: true, inf: true });
-  const twoSeconds = await bestOf(3, () => engine.normSim(image, twoRows, target, { two: true }));
-  const infSeconds = await bestOf(2, () => engine.normSim(image, infRows, target, { inf: true }));
+  const twoSeconds = await bestOf(3, async () => {
+    scores?.set("normsim2", (await engine.normSim(image, twoRows, target, { two: true })).normsim2);
+  });
+  const infSeconds = await bestOf(2, async () => {
+    scores?.set("normsim_inf", (await engine.normSim(image, infRows, target, { inf: true })).normsimInf);
+  });
   return {
     targetRows,
     gramSeconds,
@@ -247,11 +272,12 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   const engine = await createScoringEngine({ device: options.device, threads, logger: silentLogger });
   try {
     const firstPeak = await matMulPeak(engine.provider, threads, dim);
-    const sClipLoss = [await timeSClipLoss(engine, dim, 4 * 4096, 4096, 1, 5)];
+    const scores = options.scores;
+    const sClipLoss = [await timeSClipLoss(engine, dim, 4 * 4096, 4096, 1, 5, scores)];
     const numpy = await numpyFigures(4 * 4096, 4096, dim);
     // One pass of 2 batches of 32768 (about 3.3 TFLOP): its first batch is warm-up enough.
-    sClipLoss.push(await timeSClipLoss(engine, dim, 2 * 32768, 32768, 1, 1));
-    const normSim = await normSimFigures(engine, dim);
+    sClipLoss.push(await timeSClipLoss(engine, dim, 2 * 32768, 32768, 1, 1, scores));
+    const normSim = await normSimFigures(engine, dim, scores);
     // The peak again at the end: the better of two keeps a busy moment from flattering the ratios.
     const lastPeak = await matMulPeak(engine.provider, threads, dim);
     const matMul = lastPeak.gflops > firstPeak.gflops ? lastPeak : firstPeak;

@@ -1,10 +1,28 @@
 import type { Command } from "commander";
 import { ClipsieveError } from "../../common/errors.ts";
 import { formatBenchReport, formatShardReport, runBench, runShardBench } from "../../score/bench.ts";
+import {
+  compareBenchScores,
+  formatScoreComparison,
+  readBenchScores,
+  writeBenchScores,
+} from "../../score/bench-scores.ts";
 import { DEVICES } from "../../score/engine.ts";
 import type { Device } from "../../score/types.ts";
 
-/** `clipsieve bench [--json] [--shard]`: the scoring engine's speed on this machine (BENCHMARKS.md). */
+interface BenchCliOptions {
+  json?: boolean;
+  shard?: boolean;
+  device: string;
+  threads?: string;
+  scores?: string;
+  compareScores?: string;
+}
+
+/**
+ * `clipsieve bench [--json] [--shard] [--scores FILE] [--compare-scores FILE]`: the scoring engine's
+ * speed on this machine (BENCHMARKS.md); optionally its scores, to check one provider against another.
+ */
 export function registerBenchCommand(program: Command): void {
   program
     .command("bench")
@@ -18,7 +36,12 @@ export function registerBenchCommand(program: Command): void {
     )
     .option("--device <device>", `execution provider (${DEVICES.join(", ")})`, "cpu")
     .option("--threads <n>", "onnxruntime intra-op threads (default: all CPUs)")
-    .action(async (opts: { json?: boolean; shard?: boolean; device: string; threads?: string }) => {
+    .option("--scores <file.npz>", "also write the scores the bench computed (seeded input) to an .npz")
+    .option(
+      "--compare-scores <file.npz>",
+      "also print the largest difference of this run's scores from those of an earlier --scores run",
+    )
+    .action(async (opts: BenchCliOptions) => {
       if (!DEVICES.includes(opts.device as Device)) {
         throw new ClipsieveError(
           "CONFIG_INVALID",
@@ -32,13 +55,46 @@ export function registerBenchCommand(program: Command): void {
           `--threads must be a positive integer, got ${opts.threads}`,
         );
       }
-      const options = { device: opts.device as Device, threads };
+      if (opts.shard && (opts.scores !== undefined || opts.compareScores !== undefined)) {
+        throw new ClipsieveError(
+          "CONFIG_INVALID",
+          "--scores and --compare-scores go with the standard bench, not --shard",
+        );
+      }
+      // Read the reference first: a wrong file fails before minutes of benchmark, not after.
+      const reference =
+        opts.compareScores === undefined ? undefined : await readBenchScores(opts.compareScores);
+      const scores =
+        opts.scores !== undefined || reference !== undefined ? new Map<string, Float32Array>() : undefined;
+      const options = { device: opts.device as Device, threads, scores };
       if (opts.shard) {
         const report = await runShardBench(options);
         console.log(opts.json ? JSON.stringify(report) : formatShardReport(report));
       } else {
         const report = await runBench(options);
-        console.log(opts.json ? JSON.stringify(report) : formatBenchReport(report));
+        if (scores && opts.scores !== undefined) {
+          await writeBenchScores(opts.scores, {
+            meta: {
+              provider: report.machine.provider,
+              onnxruntime: report.machine.onnxruntime,
+              cpuModel: report.machine.cpuModel,
+              createdAt: new Date().toISOString(),
+            },
+            arrays: scores,
+          });
+        }
+        const comparison =
+          scores && reference && opts.compareScores !== undefined
+            ? compareBenchScores(scores, reference, opts.compareScores)
+            : undefined;
+        if (opts.json) {
+          console.log(JSON.stringify(comparison ? { ...report, scoreComparison: comparison } : report));
+        } else {
+          const lines = [formatBenchReport(report)];
+          if (opts.scores !== undefined) lines.push(`scores written to ${opts.scores}`);
+          if (comparison) lines.push(formatScoreComparison(comparison));
+          console.log(lines.join("\n"));
+        }
       }
     });
 }
