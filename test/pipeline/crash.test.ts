@@ -40,6 +40,21 @@ const FAST = [
   "6000",
 ];
 
+/** FAST with 200-record windows, the given session and transaction timeouts, as instance `id`. */
+function heldArgs(sessionTimeoutMs: number, transactionTimeoutMs: number, id = "a"): string[] {
+  return [
+    ...FAST,
+    "--window-size",
+    "200",
+    "--session-timeout-ms",
+    String(sessionTimeoutMs),
+    "--transaction-timeout-ms",
+    String(transactionTimeoutMs),
+    "--instance-id",
+    id,
+  ];
+}
+
 async function produce(
   kafka: Kafka,
   topic: string,
@@ -217,20 +232,9 @@ test("a filter frozen past its session timeout cannot commit when it wakes: noth
   // freeze (120 s), so only the lease check right before the commit (src/kafka/kafkajs/membership.ts) stops
   // the late commit: b has taken a's partitions meanwhile and re-read the same records from the older
   // committed offsets.
-  const a = spawnClipsieve(
-    filterArgs(t, [
-      ...FAST,
-      "--window-size",
-      "200",
-      "--transaction-timeout-ms",
-      "120000",
-      "--session-timeout-ms",
-      "10000",
-      "--instance-id",
-      "a",
-    ]),
-    { CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "3000" },
-  );
+  const a = spawnClipsieve(filterArgs(t, heldArgs(10_000, 120_000)), {
+    CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "3000",
+  });
   const b = spawnClipsieve(
     filterArgs(t, [...FAST, "--window-size", "200", "--session-timeout-ms", "30000", "--instance-id", "b"]),
   );
@@ -291,20 +295,9 @@ test("a member joining while a window's transaction is held gets offsets that in
   // the rebalance below always begins while a commit is pending. Its transaction timeout is well over
   // the hold: with FAST's 10 s the broker's expiry sweep (every 10 s) sometimes aborted the held
   // transaction first, and a never committed the window this test is about.
-  const a = spawnClipsieve(
-    filterArgs(t, [
-      ...FAST,
-      "--window-size",
-      "200",
-      "--session-timeout-ms",
-      "30000",
-      "--transaction-timeout-ms",
-      "60000",
-      "--instance-id",
-      "a",
-    ]),
-    { CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "12000" },
-  );
+  const a = spawnClipsieve(filterArgs(t, heldArgs(30_000, 60_000)), {
+    CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "12000",
+  });
   const joiner = kafka.consumer({ groupId: t.group, sessionTimeout: 30_000, heartbeatInterval: 1000 });
   try {
     await waitFor(
@@ -353,20 +346,10 @@ test("a window transaction the broker expired is delivered again: nothing lost o
   // (every 10 s), as a long pause would: the broker aborts it and fences the producer's epoch. The
   // filter must deliver that window again on a new producer rather than exit. The 60 s session timeout
   // gives a 30 s membership lease, so the hold itself does not cost the partitions.
-  const a = spawnClipsieve(
-    filterArgs(t, [
-      ...FAST,
-      "--window-size",
-      "200",
-      "--session-timeout-ms",
-      "60000",
-      "--transaction-timeout-ms",
-      "5000",
-      "--instance-id",
-      "a",
-    ]),
-    { CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "16000", CLIPSIEVE_FAULT_COMMIT_DELAY_WINDOWS: "1" },
-  );
+  const a = spawnClipsieve(filterArgs(t, heldArgs(60_000, 5_000)), {
+    CLIPSIEVE_FAULT_COMMIT_DELAY_MS: "16000",
+    CLIPSIEVE_FAULT_COMMIT_DELAY_WINDOWS: "1",
+  });
   try {
     await assertExactlyOnce(kafka, t, n, () => a.output());
     assert.match(a.output(), /the broker expired the window's transaction/);
