@@ -7,16 +7,20 @@
  */
 import "../common/quiet-warnings.ts";
 import { createLogger } from "../common/logger.ts";
+import { createDecoder } from "../decode/decoder.ts";
+import type { RawRecord } from "../decode/types.ts";
+import { createKafkaClient, type OutboundRecord } from "../kafka/index.ts";
 import type { RunConfigInput } from "../pipeline/config.ts";
 import { resolveRunConfig } from "../pipeline/config.ts";
 import { quietKafkajsNotices } from "../simulate/broker.ts";
 import { quantile } from "../simulate/tally.ts";
 import type { RecordOutcome } from "../sink/outputs.ts";
 import { createTopics, type DeliveredWindow, deleteTopics, runFilter, runTopics } from "./filter-run.ts";
-import { buildPassthrough, type StageSeconds } from "./passthrough.ts";
+import { buildPassthrough, passthroughOutputs, type StageSeconds } from "./passthrough.ts";
 
 export interface WorkerJob {
-  mode: "filter" | "passthrough";
+  /** floor: the bare client writing the passthrough's output records, one transaction per window. */
+  mode: "filter" | "passthrough" | "floor";
   brokers: string[];
   input: string;
   expected: number;
@@ -24,7 +28,7 @@ export interface WorkerJob {
 }
 
 export interface WorkerResult {
-  mode: "filter" | "passthrough";
+  mode: "filter" | "passthrough" | "floor";
   records: number;
   seconds: number;
   recordsPerSecond: number;
@@ -96,6 +100,80 @@ async function runPassthroughJob(job: WorkerJob, ready: () => void): Promise<Wor
   };
 }
 
+/**
+ * The client floor: the passthrough's output records for the same input (same bytes and headers),
+ * built before the clock starts, then written by the bare transactional client in a loop, one
+ * transaction per window of `windowSize` input records. No fetch, decode or pipeline is timed.
+ */
+async function runFloorJob(job: WorkerJob, ready: () => void): Promise<WorkerResult> {
+  const logger = createLogger("bench-floor", process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
+  const names = runTopics("clipsieve-bench-floor");
+  const outputs = [names.accepted, names.rejected, names.deadLetter, names.scores, names.windowsTopic];
+  await createTopics(job.brokers, outputs);
+  const config = resolveRunConfig({
+    flags: { brokers: job.brokers, input: job.input, ...names, ...job.flags },
+  });
+  const kafka = createKafkaClient({
+    clientId: "clipsieve-bench-floor",
+    brokers: job.brokers,
+    logger,
+    adapter: config.kafkaClient,
+  });
+  const raws: RawRecord[] = [];
+  await kafka.readTopicToEnd(
+    job.input,
+    (r) => {
+      raws.push({
+        source: { topic: job.input, partition: r.partition, offset: r.offset },
+        key: r.key,
+        value: r.value,
+        headers: r.headers as RawRecord["headers"],
+        timestamp: r.timestamp,
+      });
+    },
+    { timeoutMs: 300_000 },
+  );
+  raws.sort(
+    (a, b) => a.source.partition - b.source.partition || Number(a.source.offset) - Number(b.source.offset),
+  );
+  const decoder = await createDecoder({ format: config.format, expectedDim: config.dim ?? 768 });
+  const topics = {
+    accepted: config.accepted,
+    rejected: config.rejected,
+    deadLetter: config.deadLetter,
+    scores: config.scores,
+    windows: config.windowsTopic,
+  };
+  const transactions: Map<string, OutboundRecord[]>[] = [];
+  for (let at = 0; at < Math.min(raws.length, job.expected); at += config.windowSize) {
+    const records = await decoder.decodeBatch(raws.slice(at, Math.min(at + config.windowSize, job.expected)));
+    transactions.push(passthroughOutputs(records, config, topics).messages);
+  }
+  await decoder.close();
+  const records = Math.min(raws.length, job.expected);
+  ready();
+  const t = performance.now();
+  try {
+    await kafka.produceInTransactions(transactions, {
+      transactionalId: `clipsieve-bench-floor-${names.instanceId}`,
+    });
+  } finally {
+    await deleteTopics(job.brokers, outputs).catch(() => {});
+  }
+  const seconds = (performance.now() - t) / 1000;
+  return {
+    mode: "floor",
+    records,
+    seconds,
+    recordsPerSecond: records / seconds,
+    latencyP50Ms: 0,
+    latencyP99Ms: 0,
+    windows: transactions.length,
+    stages: {},
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+  };
+}
+
 async function runFilterJob(job: WorkerJob, ready: () => void): Promise<WorkerResult> {
   const logger = createLogger("bench-filter", process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
   const run = await runFilter({
@@ -132,7 +210,12 @@ if (import.meta.main) {
   quietKafkajsNotices();
   const job = JSON.parse(process.argv[2] ?? "{}") as WorkerJob;
   const ready = () => process.stdout.write("READY\n");
-  const result = job.mode === "filter" ? await runFilterJob(job, ready) : await runPassthroughJob(job, ready);
+  const result =
+    job.mode === "filter"
+      ? await runFilterJob(job, ready)
+      : job.mode === "floor"
+        ? await runFloorJob(job, ready)
+        : await runPassthroughJob(job, ready);
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(0);
 }

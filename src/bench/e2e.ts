@@ -1,8 +1,11 @@
 /**
- * End to end through Kafka (`clipsieve bench-e2e`): the filter against a passthrough, on the same
- * broker and records, each run in its own process (src/bench/e2e-worker.ts) so its peak memory is
- * its own.
+ * End to end through Kafka (`clipsieve bench-e2e`): the filter against a passthrough and against the
+ * client floor, on the same broker and records, for each Kafka adapter, each run in its own process
+ * (src/bench/e2e-worker.ts) so its peak memory is its own.
  *
+ * 0. Client floor: the passthrough's output records for the backlog (same bytes and headers), written
+ *    by the bare client in a loop, one transaction per window of 4,096 input records: what the
+ *    hardware and the client move with no pipeline at all.
  * 1. Backlog: N simulated records (D = 768) are on the input topic before a run starts; records/s is
  *    N over the time from the run's first fetch to its last delivered window.
  * 2. Steady rate: the simulator produces at a fixed rate that both keep up with (half the filter's
@@ -16,7 +19,7 @@ import { extname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../common/logger.ts";
-import { createKafkaClient } from "../kafka/index.ts";
+import { createKafkaClient, KAFKA_ADAPTERS, type KafkaAdapterName } from "../kafka/index.ts";
 import type { RunConfigInput } from "../pipeline/config.ts";
 import { createScoringEngine } from "../score/engine.ts";
 import { brokersOrLocal } from "../simulate/broker.ts";
@@ -41,6 +44,8 @@ export interface E2eOptions {
   steadySeconds: number;
   /** Backlog runs of each kind; the fastest counts. */
   repeats: number;
+  /** Kafka adapters to measure (default: all). */
+  adapters?: readonly KafkaAdapterName[];
   logger: Logger;
   progress(line: string): void;
 }
@@ -49,6 +54,7 @@ export const E2E_DEFAULTS = { count: 16_384, dim: 768, seed: 0, steadySeconds: 2
 
 export interface E2eRun {
   name: string;
+  adapter: KafkaAdapterName;
   phase: "backlog" | "steady";
   result: WorkerResult;
 }
@@ -118,10 +124,15 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
     const base: Partial<RunConfigInput> = { dim: o.dim, lingerMs: 2000, windowSize: 4096 };
     const filterFlags = { ...base, ...FILTER_FLAGS, target: targetPath };
     const runs: E2eRun[] = [];
-    const record = (name: string, phase: E2eRun["phase"], result: WorkerResult) => {
-      runs.push({ name, phase, result });
+    const record = (
+      adapter: KafkaAdapterName,
+      name: string,
+      phase: E2eRun["phase"],
+      result: WorkerResult,
+    ) => {
+      runs.push({ adapter, name, phase, result });
       o.progress(
-        `${phase} ${name}: ${result.records} records, ${Math.round(result.recordsPerSecond)} records/s, ` +
+        `${adapter} ${phase} ${name}: ${result.records} records, ${Math.round(result.recordsPerSecond)} records/s, ` +
           `p50 ${(result.latencyP50Ms / 1000).toFixed(2)} s, p99 ${(result.latencyP99Ms / 1000).toFixed(2)} s, ` +
           `peak RSS ${Math.round(result.peakRssMiB)} MiB`,
       );
@@ -155,21 +166,41 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
       o.progress(`${name}: ${results.map((x) => Math.round(x.recordsPerSecond)).join(", ")} records/s`);
       return top;
     };
+    const adapters = o.adapters ?? KAFKA_ADAPTERS;
+    const filters = new Map<KafkaAdapterName, WorkerResult>();
+    for (const adapter of adapters) {
+      const on = { kafkaClient: adapter };
+      record(
+        adapter,
+        "client floor",
+        "backlog",
+        await best(`${adapter} floor`, () => job("floor", backlog, o.count, { ...base, ...on })),
+      );
+      record(
+        adapter,
+        "passthrough",
+        "backlog",
+        await best(`${adapter} passthrough`, () => job("passthrough", backlog, o.count, { ...base, ...on })),
+      );
+      const filter = await best(`${adapter} filter`, () =>
+        job("filter", backlog, o.count, { ...filterFlags, ...on }),
+      );
+      filters.set(adapter, filter);
+      record(adapter, "filter", "backlog", filter);
+    }
+    const main = adapters[0] as KafkaAdapterName;
     record(
-      "passthrough",
-      "backlog",
-      await best("passthrough", () => job("passthrough", backlog, o.count, base)),
-    );
-    const filter = await best("filter", () => job("filter", backlog, o.count, filterFlags));
-    record("filter", "backlog", filter);
-    record(
+      main,
       "filter, K = 1",
       "backlog",
-      await best("filter, K = 1", () => job("filter", backlog, o.count, { ...filterFlags, draws: 1 })),
+      await best("filter, K = 1", () =>
+        job("filter", backlog, o.count, { ...filterFlags, draws: 1, kafkaClient: main }),
+      ),
     );
 
-    // Steady rate: half of what the filter sustains on a backlog, so neither run builds a backlog.
-    const rate = Math.max(1, Math.round(filter.recordsPerSecond / 2));
+    // Steady rate: half of what the slowest filter sustains on a backlog, so no run builds a backlog.
+    const slowest = Math.min(...[...filters.values()].map((f) => f.recordsPerSecond));
+    const rate = Math.max(1, Math.round(slowest / 2));
     const steadyCount = Math.min(o.count, Math.round(rate * o.steadySeconds));
     const steadySim = createSimulation({
       count: steadyCount,
@@ -177,23 +208,28 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
       seed: o.seed + 1,
       order: "shuffled",
     });
-    for (const [name, mode, flags] of [
-      ["passthrough", "passthrough", base],
-      ["filter", "filter", filterFlags],
-    ] as const) {
-      const input = await newTopic(`steady-${mode}`);
-      let producing: Promise<unknown> | undefined;
-      const result = await runWorker(job(mode, input, steadyCount, flags), () => {
-        producing = produceSimulation(steadySim, {
-          kafka,
-          topic: input,
-          format: "json",
-          rate,
-          logger: o.logger,
-        });
-      });
-      await producing;
-      record(`${name} at ${rate} records/s`, "steady", result);
+    for (const adapter of adapters) {
+      for (const [name, mode, flags] of [
+        ["passthrough", "passthrough", base],
+        ["filter", "filter", filterFlags],
+      ] as const) {
+        const input = await newTopic(`steady-${mode}`);
+        let producing: Promise<unknown> | undefined;
+        const result = await runWorker(
+          job(mode, input, steadyCount, { ...flags, kafkaClient: adapter }),
+          () => {
+            producing = produceSimulation(steadySim, {
+              kafka,
+              topic: input,
+              format: "json",
+              rate,
+              logger: o.logger,
+            });
+          },
+        );
+        await producing;
+        record(adapter, `${name} at ${rate} records/s`, "steady", result);
+      }
     }
     return {
       count: o.count,
@@ -213,24 +249,27 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
 const s = (x: number) => `${x.toFixed(2)} s`;
 
 export function formatE2eReport(r: E2eReport): string {
-  const pass = r.runs.find((x) => x.phase === "backlog" && x.result.mode === "passthrough")?.result;
+  const backlogOf = (adapter: KafkaAdapterName, mode: WorkerResult["mode"]) =>
+    r.runs.find((x) => x.adapter === adapter && x.phase === "backlog" && x.result.mode === mode)?.result;
+  const pct = (a: number, b: number | undefined) => (b ? `${Math.round((100 * a) / b)}%` : "-");
   const lines = [
     `D = ${r.dim}, ${r.count.toLocaleString("en-US")} simulated JSON records (base64 float32 embeddings); filter: ` +
       `window ${r.filter.windowSize}, bank ${r.filter.bankSize}, K = ${r.filter.draws}, b = ${r.filter.batchSize}, ` +
       `--keep ${r.filter.keep} --then ${r.filter.thenKeep}, target set of ${r.filter.targetRows} rows; exactly-once delivery.`,
     "",
-    "| run | records | records/s | of the passthrough | p50 latency | p99 latency | peak RSS |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| adapter | run | records | records/s | of the floor | of the passthrough | p50 latency | p99 latency | peak RSS |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
-  for (const { name, phase, result } of r.runs) {
-    const share =
-      pass && phase === "backlog"
-        ? `${Math.round((100 * result.recordsPerSecond) / pass.recordsPerSecond)}%`
-        : "-";
+  for (const { adapter, name, phase, result } of r.runs) {
+    const floor = backlogOf(adapter, "floor")?.recordsPerSecond;
+    const pass = backlogOf(adapter, "passthrough")?.recordsPerSecond;
+    const backlog = phase === "backlog";
     // On a backlog a record's latency is mostly how long it sat on the topic before the run began.
     const latency = (ms: number) => (phase === "steady" ? `${(ms / 1000).toFixed(2)} s` : "-");
     lines.push(
-      `| ${phase}: ${name} | ${result.records} | ${Math.round(result.recordsPerSecond)} | ${share} | ` +
+      `| ${adapter} | ${phase}: ${name} | ${result.records} | ${Math.round(result.recordsPerSecond)} | ` +
+        `${backlog && result.mode !== "floor" ? pct(result.recordsPerSecond, floor) : "-"} | ` +
+        `${backlog && result.mode === "filter" ? pct(result.recordsPerSecond, pass) : "-"} | ` +
         `${latency(result.latencyP50Ms)} | ${latency(result.latencyP99Ms)} | ${Math.round(result.peakRssMiB)} MiB |`,
     );
   }
@@ -238,17 +277,19 @@ export function formatE2eReport(r: E2eReport): string {
     "",
     "Where the time goes in the backlog runs (seconds, summed over windows; a stage's time can overlap the next fetch's decoding):",
     "",
-    "| run | wall | decode | score | policy | build outputs + deliver | of which Produce requests | of which commit requests |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| adapter | run | wall | decode | build outputs | score | policy | deliver | of which Produce requests | of which commit requests |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   );
-  for (const { name, phase, result } of r.runs) {
-    if (phase !== "backlog") continue;
+  for (const { adapter, name, phase, result } of r.runs) {
+    if (phase !== "backlog" || result.mode === "floor") continue;
     const st = result.stages;
+    // librdkafka reports no per-request timings: its requests are batched on its own threads.
+    const req = (x: number | undefined) => (x ? s(x) : "-");
     lines.push(
       result.mode === "passthrough"
-        ? `| ${name} | ${s(result.seconds)} | ${s(st.decode)} | - | - | ${s(st.outputs + st.deliver)} | ` +
-            `${s(st.produceRequests)} | ${s(st.commitRequests)} |`
-        : `| ${name} | ${s(result.seconds)} | (as the passthrough) | ${s(st.score ?? 0)} | ${s(st.policy ?? 0)} | ` +
+        ? `| ${adapter} | ${name} | ${s(result.seconds)} | ${s(st.decode)} | ${s(st.outputs)} | - | - | ${s(st.deliver)} | ` +
+            `${req(st.produceRequests)} | ${req(st.commitRequests)} |`
+        : `| ${adapter} | ${name} | ${s(result.seconds)} | (as the passthrough) | | ${s(st.score ?? 0)} | ${s(st.policy ?? 0)} | ` +
             `${s(st.deliver ?? 0)} | | |`,
     );
   }

@@ -15,7 +15,13 @@ import type { DecodedRecord } from "../decode/types.ts";
 import { createKafkaClient } from "../kafka/index.ts";
 import type { RunConfig } from "../pipeline/config.ts";
 import { createKafkaSink } from "../sink/kafka-sink.ts";
-import { buildWindowOutputs, nextOffsets, type RecordOutcome } from "../sink/outputs.ts";
+import {
+  buildWindowOutputs,
+  nextOffsets,
+  type OutMessage,
+  type OutputTopics,
+  type RecordOutcome,
+} from "../sink/outputs.ts";
 import { createKafkaSource } from "../source/kafka-source.ts";
 import { planWindow } from "../window/window.ts";
 
@@ -41,6 +47,37 @@ export interface Passthrough {
   readonly firstFetchAt: number;
 }
 
+/**
+ * A window's outputs as the passthrough writes them: every record accepted (or dead-lettered), with
+ * the filter's headers, scores records and manifest (no bank: nothing is scored). The client floor
+ * writes the same records.
+ */
+export function passthroughOutputs(
+  records: DecodedRecord[],
+  config: RunConfig,
+  topics: OutputTopics,
+): { outcomes: RecordOutcome[]; messages: Map<string, OutMessage[]> } {
+  const plan = planWindow(records, undefined, {
+    dim: config.dim ?? 768,
+    baseSeed: config.seed,
+    draws: 1,
+    batchSize: config.batchSize,
+    tau: config.tau,
+  });
+  const outcomes: RecordOutcome[] = records.map((record) =>
+    record.failure
+      ? { record, decision: "dead_letter", reason: record.failure.code }
+      : { record, decision: "accepted", reason: "passed" },
+  );
+  const messages = buildWindowOutputs(
+    outcomes,
+    topics,
+    { windowId: plan.id, seed: plan.seed, policyVersion: "passthrough" },
+    plan.manifest,
+  );
+  return { outcomes, messages };
+}
+
 export async function buildPassthrough(
   config: RunConfig,
   logger: Logger,
@@ -58,6 +95,7 @@ export async function buildPassthrough(
     clientId: `clipsieve-passthrough-${config.instanceId}`,
     brokers: config.brokers,
     logger,
+    adapter: config.kafkaClient,
     onRequest: (kind, seconds) => {
       if (kind === "produce") stages.produceRequests += seconds;
       else stages.commitRequests += seconds;
@@ -78,7 +116,7 @@ export async function buildPassthrough(
     transactionTimeoutMs: config.transactionTimeoutMs,
     logger,
   });
-  const topics = {
+  const topics: OutputTopics = {
     accepted: config.accepted,
     rejected: config.rejected,
     deadLetter: config.deadLetter,
@@ -116,25 +154,7 @@ export async function buildPassthrough(
   const processWindow = async (records: DecodedRecord[]) => {
     try {
       const t = performance.now();
-      // The window's manifest as the filter records it (no bank: nothing is scored).
-      const plan = planWindow(records, undefined, {
-        dim,
-        baseSeed: config.seed,
-        draws: 1,
-        batchSize: config.batchSize,
-        tau: config.tau,
-      });
-      const outcomes: RecordOutcome[] = records.map((record) =>
-        record.failure
-          ? { record, decision: "dead_letter", reason: record.failure.code }
-          : { record, decision: "accepted", reason: "passed" },
-      );
-      const messages = buildWindowOutputs(
-        outcomes,
-        topics,
-        { windowId: plan.id, seed: plan.seed, policyVersion: "passthrough" },
-        plan.manifest,
-      );
+      const { outcomes, messages } = passthroughOutputs(records, config, topics);
       stages.outputs += (performance.now() - t) / 1000;
       const tDeliver = performance.now();
       await sink.deliver({ messages, offsets: nextOffsets(records) }, source);

@@ -71,6 +71,16 @@ export const ERROR_CODES = {
     summary:
       "The broker aborted a window's transaction because it stayed open longer than --transaction-timeout-ms (a long pause, a slow broker): nothing of it was committed; the producer is re-initialised and the window is delivered again in a new transaction.",
   },
+  KAFKA_UNREACHABLE: {
+    retryable: true,
+    summary:
+      "No Kafka broker answered a call within its timeout: the message names the brokers tried, for how long, and what failed. A running filter rides an outage out instead (it reconnects, /healthz says so meanwhile); this error ends a command that could not start.",
+  },
+  KAFKA_CLIENT_UNAVAILABLE: {
+    retryable: false,
+    summary:
+      "The librdkafka client (@confluentinc/kafka-javascript) is not built on this machine: build it (node scripts/build-librdkafka.ts) or choose the pure-JavaScript adapter with kafkaClient kafkajs (CLIPSIEVE_KAFKA_CLIENT=kafkajs).",
+  },
   // record decoding (the decode stage marks the record; only the registry errors are thrown)
   RECORD_TOMBSTONE: {
     retryable: false,

@@ -18,6 +18,7 @@ export interface PipelineMetrics {
   consumerLag: Gauge<"partition">;
   undelivered: Gauge<string>;
   provider: Gauge<"provider">;
+  brokerReachable: Gauge<string>;
 }
 
 export function createPipelineMetrics(withDefaults = true): PipelineMetrics {
@@ -91,6 +92,11 @@ export function createPipelineMetrics(withDefaults = true): PipelineMetrics {
       name: "clipsieve_provider_info",
       help: "Execution provider in use (value 1)",
       labelNames: ["provider"],
+      registers: r,
+    }),
+    brokerReachable: new Gauge({
+      name: "clipsieve_broker_reachable",
+      help: "1 while a Kafka broker answers, 0 during an outage (the filter reconnects meanwhile)",
       registers: r,
     }),
   };

@@ -37,10 +37,15 @@ interface ClientErrorShape {
   abortable?: boolean;
 }
 
+/** librdkafka's codes for the same: ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID. */
+const MEMBERSHIP_CODES = new Set([22, 25, 27, 82]);
+
 export function kafkaErrorKind(err: unknown): KafkaErrorKind {
   if (isClipsieveError(err, "GROUP_MEMBERSHIP_LOST")) return "membership";
+  if (isClipsieveError(err)) return err.retryable ? "retryable" : "fatal";
   const e = (err ?? {}) as ClientErrorShape;
   if (MEMBERSHIP_TYPES.has(e.type ?? "")) return "membership";
+  if (typeof e.code === "number" && MEMBERSHIP_CODES.has(e.code)) return "membership";
   if (e.isFatal === true) return "fatal";
   if (e.retriable === true || e.retryable === true || e.isRetriable === true) return "retryable";
   if (e.isTxnRequiresAbort === true || e.abortable === true) return "abortable";

@@ -4,14 +4,22 @@
  */
 import { ClipsieveError } from "../common/errors.ts";
 import { createKafkajsClient } from "./kafkajs/client.ts";
-import { KAFKA_ADAPTERS, type KafkaClient, type KafkaClientOptions } from "./port.ts";
+import { createLibrdkafkaClient } from "./librdkafka/client.ts";
+import { KAFKA_ADAPTERS, type KafkaAdapterName, type KafkaClient, type KafkaClientOptions } from "./port.ts";
 
 export { type KafkaErrorKind, kafkaErrorKind } from "./errors.ts";
 export * from "./port.ts";
 
+/** The adapter a client gets when none is named: `CLIPSIEVE_KAFKA_CLIENT`, else librdkafka. */
+export function defaultKafkaAdapter(env: NodeJS.ProcessEnv = process.env): KafkaAdapterName {
+  return (env.CLIPSIEVE_KAFKA_CLIENT || KAFKA_ADAPTERS[0]) as KafkaAdapterName;
+}
+
 export function createKafkaClient(opts: KafkaClientOptions): KafkaClient {
-  const adapter = opts.adapter ?? "kafkajs";
+  const adapter = opts.adapter ?? defaultKafkaAdapter();
   switch (adapter) {
+    case "librdkafka":
+      return createLibrdkafkaClient(opts);
     case "kafkajs":
       return createKafkajsClient(opts);
     default:

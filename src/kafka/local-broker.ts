@@ -307,8 +307,61 @@ export async function startLocalBroker(options: LocalBrokerOptions): Promise<Bro
     );
   }
 
+  return launch(options, { stateDir, port, controllerPort, kafkaVersion, jvmBase, logger });
+}
+
+/**
+ * Start again the broker of a state folder that stopped or was killed, on the same ports and on its
+ * log (no new storage, no new cluster id): a broker restart, as the broker-restart test needs.
+ */
+export async function restartLocalBroker(options: LocalBrokerOptions): Promise<BrokerState> {
+  const logger = options.logger ?? silentLogger;
+  const stateDir = resolve(options.stateDir);
+  const previous = readBrokerState(stateDir);
+  if (!previous)
+    throw new ClipsieveError(
+      "BROKER_START_FAILED",
+      `No broker was started from ${stateDir}: nothing to restart.`,
+    );
+  if (isAlive(previous.pid))
+    throw new ClipsieveError(
+      "BROKER_START_FAILED",
+      `The broker of ${stateDir} (pid ${previous.pid}) still runs.`,
+    );
+  const libs = await ensureKafkaJars(previous.kafkaVersion, options.cacheDir ?? defaultCacheDir(), logger);
+  const jvmBase = [
+    "-XX:+UseSerialGC",
+    "-XX:ActiveProcessorCount=2",
+    "-Djava.awt.headless=true",
+    "-cp",
+    join(libs, "*"),
+  ];
+  return launch(options, {
+    stateDir,
+    port: previous.port,
+    controllerPort: previous.controllerPort,
+    kafkaVersion: previous.kafkaVersion,
+    jvmBase,
+    logger,
+  });
+}
+
+/** Run the broker's JVM on the state folder's server.properties and wait until it answers. */
+async function launch(
+  options: LocalBrokerOptions,
+  b: {
+    stateDir: string;
+    port: number;
+    controllerPort: number;
+    kafkaVersion: string;
+    jvmBase: string[];
+    logger: Logger;
+  },
+): Promise<BrokerState> {
+  const { stateDir, port, controllerPort, kafkaVersion, jvmBase, logger } = b;
+  const propsFile = join(stateDir, "server.properties");
   const heap = options.heap ?? "768m";
-  const out = openSync(join(stateDir, "stdout.log"), "w");
+  const out = openSync(join(stateDir, "stdout.log"), "a");
   const child: ChildProcess = spawn(
     "java",
     [

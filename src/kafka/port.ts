@@ -1,7 +1,7 @@
 /**
  * The Kafka port: everything clipsieve's stages ask of Kafka, in clipsieve's own types. No client
- * library's type appears here; an adapter folder (today `kafkajs/`; a librdkafka one is next, see
- * docs/architecture.md) is the only place that imports one, and `createKafkaClient` (index.ts) is the
+ * library's type appears here; an adapter folder (`librdkafka/`, the default, and `kafkajs/`, the
+ * pure-JavaScript fallback; see docs/architecture.md) is the only place that imports one, and `createKafkaClient` (index.ts) is the
  * only way to get an adapter. test/kafka/boundary.test.ts keeps it so.
  *
  * Offsets travel as decimal strings on records (as the wire and both clients give them) and as
@@ -11,8 +11,8 @@ import type { Logger } from "../common/logger.ts";
 import type { PipelineMetrics } from "../common/metrics.ts";
 import type { RawRecord } from "../decode/types.ts";
 
-/** The client libraries clipsieve can run on. */
-export const KAFKA_ADAPTERS = ["kafkajs"] as const;
+/** The client libraries clipsieve can run on; the first is the default. */
+export const KAFKA_ADAPTERS = ["librdkafka", "kafkajs"] as const;
 export type KafkaAdapterName = (typeof KAFKA_ADAPTERS)[number];
 
 export interface KafkaClientOptions {
@@ -20,13 +20,25 @@ export interface KafkaClientOptions {
   clientId: string;
   /** Where the client's own warnings and errors go; none: they are dropped. */
   logger?: Logger;
-  /** Default (and, today, the only one): `kafkajs`. */
+  /**
+   * Default: `CLIPSIEVE_KAFKA_CLIENT` if set, else `librdkafka` (`@confluentinc/kafka-javascript`);
+   * `kafkajs` is the pure-JavaScript fallback.
+   */
   adapter?: KafkaAdapterName;
   /**
    * Hears the duration of each produce request and each transaction-commit request (offsets into the
    * transaction, commit) its producers make, where the client reports them: the benchmarks' breakdown.
    */
   onRequest?(kind: "produce" | "commit", seconds: number): void;
+}
+
+/** Whether the brokers answer: `/healthz` and `clipsieve_broker_reachable` read it. */
+export interface BrokerReachability {
+  readonly reachable: boolean;
+  /** When `reachable` last changed (ms since the epoch). */
+  readonly since: number;
+  /** What failed, while unreachable. */
+  readonly detail: string;
 }
 
 export interface TopicSpec {
@@ -187,6 +199,8 @@ export interface RangeConsumer {
 export interface KafkaClient {
   readonly adapter: KafkaAdapterName;
   readonly brokers: readonly string[];
+  /** Kept up to date by the clients this client made (librdkafka: from each broker's state). */
+  readonly reachability: BrokerReachability;
 
   /** Create the topics that do not exist yet; resolves once every partition has a leader. */
   ensureTopics(specs: TopicSpec[], timeoutMs?: number): Promise<void>;
@@ -215,12 +229,12 @@ export interface KafkaClient {
 
   producer(): RecordProducer;
   /**
-   * Write `batches` with a bare transactional producer, one transaction per `perTransaction` records:
-   * the client floor that `bench-e2e` holds the pipeline against.
+   * Write each element of `transactions` (records by topic) in one transaction of a bare
+   * transactional producer, in order: the client floor that `bench-e2e` holds the pipeline against.
    */
   produceInTransactions(
-    topicRecords: TopicRecords[],
-    opts: { transactionalId: string; perTransaction: number },
+    transactions: readonly Map<string, OutboundRecord[]>[],
+    opts: { transactionalId: string },
   ): Promise<void>;
 
   groupConsumer(opts: GroupConsumerOptions): GroupConsumer;

@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { ClipsieveError } from "../common/errors.ts";
+import { KAFKA_ADAPTERS } from "../kafka/index.ts";
 
 const topic = z
   .string()
@@ -36,6 +37,10 @@ export const runConfigSchema = z
     stateTopic: topic
       .optional()
       .describe("Compacted topic holding the policy state (default: <group>-policy-state)"),
+    kafkaClient: z
+      .enum(KAFKA_ADAPTERS)
+      .default(KAFKA_ADAPTERS[0])
+      .describe("Kafka client library: librdkafka (default) or kafkajs (pure JavaScript fallback)"),
     format: z.enum(["json", "avro"]).default("json").describe("Input value format"),
     schemaRegistry: z.url().optional().describe("Confluent Schema Registry URL (required for avro)"),
     windowSize: positiveInt.default(4096).describe("Records per window"),

@@ -111,6 +111,7 @@ export async function buildPipeline(
     brokers: config.brokers,
     clientId: `clipsieve-${config.instanceId}`,
     logger,
+    adapter: config.kafkaClient,
   });
 
   const target: TargetSet | undefined = config.target ? await loadTarget(config.target) : undefined;
@@ -389,6 +390,7 @@ export async function buildPipeline(
         () => sink.deliver({ messages, offsets: nextOffsets(plan.records) }, source),
         logger,
         rebalanced,
+        () => stopping,
       );
       const committed = await inFlightDelivery.finally(() => {
         inFlightDelivery = undefined;
@@ -451,6 +453,7 @@ export async function buildPipeline(
   let processing: Promise<unknown> | undefined;
   let server: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   let closed = false;
+  let reachabilityTimer: NodeJS.Timeout | undefined;
 
   const fail = async (err: unknown) => {
     if (!lastError) {
@@ -486,6 +489,7 @@ export async function buildPipeline(
     await decoder.close();
     await embedStage?.close();
     await engine.close();
+    clearInterval(reachabilityTimer);
     await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
     if (lastError) rejectDone(lastError);
     else resolveDone();
@@ -501,6 +505,13 @@ export async function buildPipeline(
         server = await serveMetrics(metrics, config.metricsPort, () => {
           const quietMs = Date.now() - lastWindowAt;
           if (lastError) return { ok: false, detail: `stopped: ${String(lastError)}` };
+          const broker = kafka.reachability;
+          if (!broker.reachable) {
+            return {
+              ok: false,
+              detail: `Kafka unreachable for ${Math.round((Date.now() - broker.since) / 1000)} s (${broker.detail}); reconnecting`,
+            };
+          }
           if (intakeFailingSince !== undefined && Date.now() - intakeFailingSince > 60_000) {
             return {
               ok: false,
@@ -510,6 +521,11 @@ export async function buildPipeline(
           return { ok: true, detail: `last window ${quietMs} ms ago` };
         });
       }
+      metrics.brokerReachable.set(1);
+      reachabilityTimer = setInterval(
+        () => metrics.brokerReachable.set(kafka.reachability.reachable ? 1 : 0),
+        1000,
+      ).unref();
       try {
         await sink.connect();
         const restored: PolicyState | undefined =
@@ -582,14 +598,17 @@ function recordWindowMetrics(
 
 /**
  * Retry a window's delivery (a fresh transaction each time) on errors Kafka (or clipsieve) calls
- * retriable. Resolves true once committed, false when a rebalance began before a retry or the group
- * membership was lost (the records will be re-read).
+ * retriable, for as long as they last: a broker restart or a leader failover of any length is ridden
+ * out (the back-off grows to 10 s; /healthz reports the outage meanwhile). Resolves true once
+ * committed, false when a rebalance began before a retry or the group membership was lost (the
+ * records will be re-read). Throws a fatal error, or a retriable one once the filter is stopping.
  */
-async function deliverWithRetry(
+export async function deliverWithRetry(
   deliver: () => Promise<void>,
   logger: Logger,
   rebalanced: () => boolean,
-  attempts = 5,
+  stopping: () => boolean = () => false,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
 ): Promise<boolean> {
   for (let i = 1; ; i++) {
     try {
@@ -602,9 +621,9 @@ async function deliverWithRetry(
       // Each try is a fresh transaction, so an abortable error is as good as a retryable one here.
       const retriable = kind === "retryable" || kind === "abortable";
       if (retriable && rebalanced()) return false;
-      if (!retriable || i >= attempts) throw err;
+      if (!retriable || stopping()) throw err;
       logger.warn({ err, attempt: i }, "window delivery failed; retrying");
-      await new Promise((r) => setTimeout(r, 200 * 2 ** i));
+      await sleep(Math.min(10_000, 200 * 2 ** i));
       // A rebalance that began during the back-off waits for this loop: do not start another try.
       if (rebalanced()) return false;
     }

@@ -167,3 +167,31 @@ test("Dockerfile.gpu: CUDA 12 + cuDNN runtime base, and the CUDA provider instal
     assert.ok(install.includes(name), `the build does not check that ${name} was installed`);
   }
 });
+
+for (const file of IMAGES) {
+  test(`${file}: the librdkafka client is built in the install stage, its tool chain stays there`, () => {
+    const d = loadDockerfile(file);
+    const install = d.stages.find((s) =>
+      s.instructions.some((i) => i.keyword === "RUN" && /\bnpm ci\b/.test(i.args)),
+    );
+    assert.ok(install, `${file}: no install stage`);
+    const runs = install.instructions.filter((i) => i.keyword === "RUN").map((i) => i.args);
+    assert.ok(
+      runs.some((r) => /\bg\+\+/.test(r) && /libssl-dev/.test(r) && /zlib1g-dev/.test(r)),
+      `${file}: the install stage lacks the tool chain and headers the librdkafka build needs`,
+    );
+    // The postinstall that builds it must be in the build context at npm ci time.
+    const copied = copies(install).flatMap((c) => c.sources);
+    assert.ok(copied.includes("scripts/build-librdkafka.ts"), `${file}: postinstall script not copied`);
+    const final = finalStage(d);
+    const finalRuns = final.instructions.filter((i) => i.keyword === "RUN").map((i) => i.args);
+    assert.ok(
+      !finalRuns.some((r) => /\bg\+\+|libssl-dev|zlib1g-dev|\bmake\b/.test(r)),
+      `${file}: build tools in the final image`,
+    );
+    assert.ok(
+      finalRuns.some((r) => /\blibssl3\b|\bopenssl\b/.test(r)),
+      `${file}: the final image lacks the OpenSSL the client links`,
+    );
+  });
+}

@@ -1,7 +1,8 @@
 import "../../src/common/quiet-warnings.ts";
 import { randomUUID } from "node:crypto";
+import rdkafka from "@confluentinc/kafka-javascript";
 import { Kafka, logLevel } from "kafkajs";
-import { createKafkaClient, type KafkaClient } from "../../src/kafka/index.ts";
+import { createKafkaClient, type KafkaAdapterName, type KafkaClient } from "../../src/kafka/index.ts";
 
 /** The broker the test run uses (started by test/global-setup.ts unless KAFKA_BROKERS was given). */
 export function testBrokers(): string[] {
@@ -98,4 +99,89 @@ export async function readAll(
   if (opts.expected !== undefined) await new Promise((r) => setTimeout(r, 300)); // catch any surplus
   await consumer.disconnect();
   return out;
+}
+
+/** A bare member of a consumer group, made by the test (not by clipsieve): see `joinGroup`. */
+export interface GroupJoiner {
+  /** Partitions of `topic` assigned to it in its latest join. */
+  assigned(): number[];
+  /** When it last got an assignment (ms since the epoch; 0: not yet). */
+  joinedAt(): number;
+  /** `partition/offset` of every record it read. */
+  readonly read: Set<string>;
+  disconnect(): Promise<void>;
+}
+
+/**
+ * Join `group` on `topic` with the same client library a filter of that adapter uses (a group only
+ * admits members that share an assignment protocol), reading from the committed offsets without
+ * committing anything.
+ */
+export async function joinGroup(
+  adapter: KafkaAdapterName,
+  group: string,
+  topic: string,
+  sessionTimeoutMs = 30_000,
+): Promise<GroupJoiner> {
+  const read = new Set<string>();
+  let assigned: number[] = [];
+  let joinedAt = 0;
+  if (adapter === "kafkajs") {
+    const consumer = testKafka().consumer({
+      groupId: group,
+      sessionTimeout: sessionTimeoutMs,
+      heartbeatInterval: 1000,
+    });
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      assigned = e.payload.memberAssignment[topic] ?? [];
+      joinedAt = Date.now();
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ partition, message }) => {
+        read.add(`${partition}/${message.offset}`);
+      },
+    });
+    return {
+      assigned: () => assigned,
+      joinedAt: () => joinedAt,
+      read,
+      disconnect: () => consumer.disconnect(),
+    };
+  }
+  const { KafkaConsumer } = rdkafka;
+  const consumer = new KafkaConsumer(
+    {
+      "bootstrap.servers": testBrokers().join(","),
+      "group.id": group,
+      "enable.auto.commit": false,
+      "isolation.level": "read_committed",
+      "session.timeout.ms": sessionTimeoutMs,
+      "partition.assignment.strategy": "range,roundrobin",
+      rebalance_cb: true,
+    },
+    { "auto.offset.reset": "earliest" },
+  );
+  consumer.on("rebalance", (err, assignment) => {
+    if (err.code === -175) {
+      assigned = assignment.filter((a) => a.topic === topic).map((a) => a.partition);
+      joinedAt = Date.now();
+    } else assigned = [];
+  });
+  consumer.on("data", (m) => {
+    read.add(`${m.partition}/${m.offset}`);
+  });
+  await new Promise<void>((resolve, reject) =>
+    consumer.connect({}, (err) => (err ? reject(err) : resolve())),
+  );
+  consumer.subscribe([topic]);
+  consumer.consume();
+  return {
+    assigned: () => assigned,
+    joinedAt: () => joinedAt,
+    read,
+    disconnect: () => new Promise<void>((resolve) => consumer.disconnect(() => resolve())),
+  };
 }

@@ -15,7 +15,7 @@ const src = join(root, "src");
 /** Each Kafka client library and the one folder allowed to import it. */
 const LIBRARIES: Record<string, string> = {
   kafkajs: "src/kafka/kafkajs/",
-  "@confluentinc/kafka-javascript": "src/kafka/rdkafka/",
+  "@confluentinc/kafka-javascript": "src/kafka/librdkafka/",
 };
 
 function sourceFiles(dir: string): string[] {

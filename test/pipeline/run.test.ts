@@ -112,6 +112,12 @@ test("every record is accepted, rejected or dead-lettered exactly once, and wind
     filter.kill("SIGTERM");
     assert.equal(await exited(filter), 0, filter.output());
   }
+  // A healthy run logs nothing above info (no client notices, no warnings).
+  const loud = filter
+    .output()
+    .split("\n")
+    .filter((l) => /^\{"level":([4-9]\d)/.test(l));
+  assert.deepEqual(loud, [], "a healthy run logged warnings or errors");
   const [accepted, rejected, dead, scoreMsgs, windows] = await Promise.all(
     [t.accepted, t.rejected, t.deadLetter, t.scores, t.windows].map((topic) =>
       readAll(kafka, topic, { idleMs: 1500, timeoutMs: 20_000 }),

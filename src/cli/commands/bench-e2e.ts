@@ -2,9 +2,10 @@
  * `clipsieve bench-e2e`: the filter end to end through Kafka next to a passthrough that does no
  * scoring (BENCHMARKS.md, "End-to-end through Kafka"). `npm run bench` runs it after `bench`.
  */
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { E2E_DEFAULTS, formatE2eReport, runE2eBench } from "../../bench/e2e.ts";
 import { createLogger } from "../../common/logger.ts";
+import { KAFKA_ADAPTERS, type KafkaAdapterName } from "../../kafka/index.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
 import { integer } from "../options.ts";
 
@@ -13,7 +14,7 @@ export function registerBenchE2eCommand(program: Command): void {
   program
     .command("bench-e2e")
     .description(
-      "Measure the filter end to end through Kafka (records/s, produce-to-decision latency, peak memory) next to a passthrough; starts a local broker unless --brokers",
+      "Measure the filter end to end through Kafka (records/s, produce-to-decision latency, peak memory) next to a passthrough and the bare client's floor, for each Kafka adapter; starts a local broker unless --brokers",
     )
     .option("--brokers <list>", "use these Kafka brokers instead of starting a local one")
     .option("--count <n>", "records of the backlog runs", integer("--count", 1), d.count)
@@ -31,6 +32,11 @@ export function registerBenchE2eCommand(program: Command): void {
       integer("--repeats", 1),
       d.repeats,
     )
+    .addOption(
+      new Option("--kafka-client <name...>", "Kafka adapters to measure (default: all)").choices([
+        ...KAFKA_ADAPTERS,
+      ]),
+    )
     .option("--json", "print one JSON object instead of text")
     .action(
       async (opts: {
@@ -40,6 +46,7 @@ export function registerBenchE2eCommand(program: Command): void {
         seed: number;
         steadySeconds: number;
         repeats: number;
+        kafkaClient?: KafkaAdapterName[];
         json?: boolean;
       }) => {
         quietKafkajsNotices();
@@ -55,6 +62,7 @@ export function registerBenchE2eCommand(program: Command): void {
           seed: opts.seed,
           steadySeconds: opts.steadySeconds,
           repeats: opts.repeats,
+          adapters: opts.kafkaClient,
           logger,
           progress: (line) => process.stderr.write(`${line}\n`),
         });

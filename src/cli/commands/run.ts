@@ -4,6 +4,7 @@
  */
 import { type Command, Option } from "commander";
 import { createLogger } from "../../common/logger.ts";
+import { KAFKA_ADAPTERS } from "../../kafka/index.ts";
 import { configFromEnv, configFromFile, type RunConfig, resolveRunConfig } from "../../pipeline/config.ts";
 import { buildPipeline, type Pipeline } from "../../pipeline/pipeline.ts";
 
@@ -14,6 +15,11 @@ export function addFilterOptions(command: Command): Command {
   return command
     .option("--config <file>", "JSON config file (keys as in docs/streaming.md; flags override it)")
     .option("--brokers <list>", "Kafka bootstrap brokers, host:port,...")
+    .addOption(
+      new Option("--kafka-client <name>", "Kafka client library (default librdkafka)").choices([
+        ...KAFKA_ADAPTERS,
+      ]),
+    )
     .addOption(new Option("--format <format>", "input value format").choices(["json", "avro"]))
     .option("--schema-registry <url>", "Confluent Schema Registry URL (avro)")
     .option("--window-size <n>", "records per window (default 4096)")

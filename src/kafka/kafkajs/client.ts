@@ -73,6 +73,8 @@ export function createKafkajsClient(opts: KafkaClientOptions): KafkaClient {
   const client: KafkaClient = {
     adapter: "kafkajs",
     brokers: opts.brokers,
+    // kafkajs reports no broker states; an outage shows as failed windows and, past its retries, an exit.
+    reachability: { reachable: true, since: Date.now(), detail: "" },
     ensureTopics: (specs, timeoutMs) => ensureTopics(kafka, specs, timeoutMs),
     listTopics: () => withAdmin((admin) => admin.listTopics()),
     deleteTopics: (topics, timeoutMs = 30_000) =>
@@ -169,7 +171,7 @@ export function createKafkajsClient(opts: KafkaClientOptions): KafkaClient {
           createPartitioner: Partitioners.DefaultPartitioner,
         }),
       ),
-    async produceInTransactions(topicRecords, { transactionalId, perTransaction }) {
+    async produceInTransactions(transactions, { transactionalId }) {
       const producer = kafka.producer({
         transactionalId,
         idempotent: true,
@@ -178,14 +180,11 @@ export function createKafkajsClient(opts: KafkaClientOptions): KafkaClient {
       });
       await producer.connect();
       try {
-        for (const { topic, records } of topicRecords) {
-          for (let at = 0; at < records.length; at += perTransaction) {
-            const part = new Map([[topic, records.slice(at, at + perTransaction)]]);
-            const txn = await producer.transaction();
-            for (const chunk of chunkMessages(part, 900_000))
-              await txn.sendBatch({ topicMessages: chunk, acks: -1 });
-            await txn.commit();
-          }
+        for (const records of transactions) {
+          const txn = await producer.transaction();
+          for (const chunk of chunkMessages(records, 900_000))
+            await txn.sendBatch({ topicMessages: chunk, acks: -1 });
+          await txn.commit();
         }
       } finally {
         await producer.disconnect();

@@ -1,0 +1,329 @@
+/**
+ * The librdkafka adapter, the default: the port (../port.ts) on `@confluentinc/kafka-javascript`'s
+ * native API (librdkafka 2.x). Admin calls go through one AdminClient per call (topics, offsets,
+ * groups); the filter's consumer and producer are in group-consumer.ts and window-producer.ts; bounded
+ * reads in range-consumer.ts.
+ */
+import { randomUUID } from "node:crypto";
+import type { KafkaClient, KafkaClientOptions, RecordProducer, TopicSpec } from "../port.ts";
+import { createLibrdkafkaGroupConsumer } from "./group-consumer.ts";
+import {
+  type AdapterContext,
+  baseConfig,
+  CODES,
+  call,
+  errorCode,
+  type LibrdkafkaError,
+  type RdKafka,
+  ReachabilityTracker,
+  rdkafka,
+  unreachableError,
+  wireEvents,
+} from "./native.ts";
+import { consumeLibrdkafkaRange, readTopicToEnd } from "./range-consumer.ts";
+import { createLibrdkafkaWindowProducer, produceAll, producerConfig } from "./window-producer.ts";
+
+const ADMIN_TIMEOUT_MS = 30_000;
+
+/** A group coordinator loading, moving or not known yet: asked again, as the client would. */
+const COORDINATOR_CODES = new Set([14, 15, 16, CODES.TIMED_OUT]);
+
+async function whileCoordinatorMoves<T>(deadline: number, fn: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === undefined || !COORDINATOR_CODES.has(code) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+export function createLibrdkafkaClient(opts: KafkaClientOptions): KafkaClient {
+  const ctx: AdapterContext = {
+    brokers: opts.brokers,
+    clientId: opts.clientId,
+    logger: opts.logger,
+    reachability: new ReachabilityTracker(opts.brokers, opts.logger),
+  };
+
+  const withAdmin = async <T>(what: string, fn: (admin: RdKafka.IAdminClient) => Promise<T>): Promise<T> => {
+    const { AdminClient } = rdkafka();
+    const admin = AdminClient.create({ ...baseConfig(ctx, "admin"), "statistics.interval.ms": 0 } as never);
+    try {
+      return await fn(admin);
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === CODES.TIMED_OUT || code === CODES.TRANSPORT || code === CODES.ALL_BROKERS_DOWN)
+        throw unreachableError(ctx, what, ADMIN_TIMEOUT_MS, err);
+      throw err;
+    } finally {
+      admin.disconnect();
+    }
+  };
+
+  /**
+   * A consumer of `groupId` that never joins it: the group's committed offsets are read and written
+   * through it (offset fetch and commit). The admin client's offset listing is not used: in this
+   * release it crashes the process (SIGSEGV) when the group coordinator answers with an error, as a
+   * broker that is still loading does.
+   */
+  const withGroupConsumer = async <T>(
+    groupId: string,
+    fn: (c: RdKafka.KafkaConsumer) => Promise<T>,
+  ): Promise<T> => {
+    const { KafkaConsumer } = rdkafka();
+    const consumer = new KafkaConsumer(
+      {
+        ...baseConfig(ctx, "offsets"),
+        "group.id": groupId,
+        "enable.auto.commit": false,
+        "isolation.level": "read_committed",
+        "statistics.interval.ms": 0,
+      },
+      {},
+    );
+    try {
+      await call((cb) => consumer.connect({ timeout: ADMIN_TIMEOUT_MS }, cb as never));
+    } catch (err) {
+      throw unreachableError(ctx, `offsets of group ${groupId}`, ADMIN_TIMEOUT_MS, err);
+    }
+    try {
+      return await fn(consumer);
+    } finally {
+      await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+    }
+  };
+
+  const listOffsets = (topic: string, partitions: number[], spec: RdKafka.OffsetSpec) =>
+    withAdmin(`offsets of ${topic}`, (admin) =>
+      call<RdKafka.ListOffsetsResult[]>((cb) =>
+        admin.listOffsets(
+          partitions.map((partition) => ({ topic, partition, offset: spec })),
+          { timeout: ADMIN_TIMEOUT_MS, isolationLevel: rdkafka().IsolationLevel.READ_UNCOMMITTED },
+          cb,
+        ),
+      ),
+    );
+
+  const partitionsOf = (topic: string): Promise<number[]> =>
+    withAdmin(`describing ${topic}`, async (admin) => {
+      const [t] = await call<RdKafka.TopicDescription[]>((cb) =>
+        admin.describeTopics([topic], { timeout: ADMIN_TIMEOUT_MS }, cb),
+      );
+      return (t?.partitions ?? []).map((p) => p.partition);
+    });
+
+  const endOffsets = async (topic: string) => {
+    const partitions = await partitionsOf(topic);
+    const { OffsetSpec } = rdkafka();
+    const [lows, highs] = await Promise.all([
+      listOffsets(topic, partitions, OffsetSpec.EARLIEST),
+      listOffsets(topic, partitions, OffsetSpec.LATEST),
+    ]);
+    const out = new Map<number, { low: bigint; high: bigint }>();
+    for (const p of partitions) {
+      const low = lows.find((o) => o.partition === p)?.offset ?? 0;
+      const high = highs.find((o) => o.partition === p)?.offset ?? 0;
+      out.set(p, { low: BigInt(low), high: BigInt(high) });
+    }
+    return out;
+  };
+
+  /** A plain producer (idempotent, acks=all): load, simulate, tests. */
+  const recordProducer = (): RecordProducer => {
+    const { Producer } = rdkafka();
+    const producer = new Producer({ ...producerConfig(ctx, "producer"), dr_cb: true });
+    wireEvents(producer, ctx);
+    let failures: LibrdkafkaError[] = [];
+    producer.on("delivery-report", (err) => {
+      if (err) failures.push(err as unknown as LibrdkafkaError);
+    });
+    return {
+      async connect() {
+        try {
+          await call((cb) => producer.connect({ timeout: ADMIN_TIMEOUT_MS }, cb as never));
+        } catch (err) {
+          throw unreachableError(ctx, "producer", ADMIN_TIMEOUT_MS, err);
+        }
+        producer.setPollInterval(20);
+      },
+      async send(topic, records) {
+        failures = [];
+        await produceAll(producer, topic, records);
+        // The records are acknowledged (acks=all) when the flush returns; an outage is waited out.
+        for (;;) {
+          try {
+            await call((cb) => producer.flush(ADMIN_TIMEOUT_MS, cb));
+            break;
+          } catch (err) {
+            if (errorCode(err) !== CODES.TIMED_OUT) throw err;
+            opts.logger?.warn({ topic }, "records not acknowledged yet; waiting for the brokers");
+          }
+        }
+        // Delivery reports come with the poll after the flush.
+        await new Promise((r) => setImmediate(r));
+        if (failures[0]) throw failures[0];
+      },
+      async disconnect() {
+        await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
+      },
+    };
+  };
+
+  const client: KafkaClient = {
+    adapter: "librdkafka",
+    brokers: opts.brokers,
+    reachability: ctx.reachability,
+
+    async ensureTopics(specs: TopicSpec[], timeoutMs = ADMIN_TIMEOUT_MS) {
+      if (specs.length === 0) return;
+      const deadline = Date.now() + timeoutMs;
+      await withAdmin(`creating topics ${specs.map((s) => s.topic).join(", ")}`, async (admin) => {
+        for (const s of specs) {
+          await call((cb) =>
+            admin.createTopic(
+              {
+                topic: s.topic,
+                num_partitions: s.numPartitions ?? 1,
+                replication_factor: -1,
+                config: Object.fromEntries((s.configEntries ?? []).map((e) => [e.name, e.value])),
+              },
+              timeoutMs,
+              cb,
+            ),
+          ).catch((err: unknown) => {
+            if (errorCode(err) !== CODES.TOPIC_ALREADY_EXISTS) throw err;
+          });
+        }
+        // A KRaft broker answers UNKNOWN_TOPIC_OR_PARTITION (or no leader) for a moment after creating.
+        for (;;) {
+          const described = await call<RdKafka.TopicDescription[]>((cb) =>
+            admin.describeTopics(
+              specs.map((s) => s.topic),
+              { timeout: timeoutMs },
+              cb,
+            ),
+          ).catch(() => undefined);
+          const ready = described?.every(
+            (t) => !t.error && t.partitions.length > 0 && t.partitions.every((p) => p.leader != null),
+          );
+          if (ready) return;
+          if (Date.now() > deadline)
+            throw new Error(`topics ${specs.map((s) => s.topic).join(", ")} did not become ready`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      });
+    },
+    listTopics: () =>
+      withAdmin("listing topics", (admin) =>
+        call<string[]>((cb) => admin.listTopics({ timeout: ADMIN_TIMEOUT_MS }, cb)),
+      ),
+    deleteTopics: (topics, timeoutMs = ADMIN_TIMEOUT_MS) =>
+      withAdmin(`deleting topics ${topics.join(", ")}`, async (admin) => {
+        for (const t of topics) await call((cb) => admin.deleteTopic(t, timeoutMs, cb));
+        // The controller answers before every broker's metadata has dropped them: wait until the
+        // topics are gone from the listing, as a caller that lists or re-creates them expects.
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          const listed = new Set(await call<string[]>((cb) => admin.listTopics({ timeout: timeoutMs }, cb)));
+          if (!topics.some((t) => listed.has(t)) || Date.now() > deadline) return;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }),
+    endOffsets,
+    async offsetsAtTime(topic, ms) {
+      const ends = await endOffsets(topic);
+      const { OffsetSpec } = rdkafka();
+      const found = await listOffsets(topic, [...ends.keys()], new OffsetSpec(ms));
+      const out = new Map<number, bigint>();
+      for (const [p, r] of ends) {
+        const o = found.find((f) => f.partition === p)?.offset;
+        // -1: no record at or after that time; the partition's end.
+        out.set(p, o === undefined || o < 0 ? r.high : BigInt(o));
+      }
+      return out;
+    },
+    async committedOffsets(groupId, topic) {
+      const partitions = await partitionsOf(topic);
+      return withGroupConsumer(groupId, async (consumer) => {
+        const got = await whileCoordinatorMoves(Date.now() + ADMIN_TIMEOUT_MS, () =>
+          call<RdKafka.TopicPartitionOffset[]>((cb) =>
+            consumer.committed(
+              partitions.map((partition) => ({ topic, partition })),
+              ADMIN_TIMEOUT_MS,
+              cb as never,
+            ),
+          ),
+        );
+        const out = new Map<number, bigint>();
+        for (const p of got) {
+          if (typeof p.offset === "number" && p.offset >= 0) out.set(p.partition, BigInt(p.offset));
+        }
+        return out;
+      });
+    },
+    setCommittedOffsets: (groupId, topic, offsets) =>
+      // A group with no members takes a commit from a consumer that never joined it.
+      withGroupConsumer(groupId, async (consumer) => {
+        consumer.commitSync(
+          [...offsets].map(([partition, offset]) => ({ topic, partition, offset: Number(offset) })),
+        );
+      }),
+    async waitForCoordinators(timeoutMs = 60_000) {
+      // Initialising a transactional producer needs the transaction coordinator; listing a group's
+      // offsets needs its group coordinator (both wait while their partitions load).
+      const { Producer } = rdkafka();
+      const producer = new Producer({
+        ...producerConfig(ctx, "ready"),
+        "transactional.id": `clipsieve-ready-${randomUUID()}`,
+        "statistics.interval.ms": 0,
+      });
+      try {
+        await call((cb) => producer.connect({ timeout: timeoutMs }, cb as never));
+        await call((cb) => producer.initTransactions(timeoutMs, cb));
+      } catch (err) {
+        throw unreachableError(ctx, "waiting for the transaction coordinator", timeoutMs, err);
+      } finally {
+        await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
+      }
+      // The group coordinator: an offset fetch for a group, answered once its partition has loaded.
+      const deadline = Date.now() + timeoutMs;
+      await withGroupConsumer(`clipsieve-ready-${randomUUID()}`, (consumer) =>
+        whileCoordinatorMoves(deadline, () =>
+          call((cb) =>
+            consumer.committed([{ topic: "clipsieve-ready", partition: 0 }], timeoutMs, cb as never),
+          ),
+        ),
+      );
+    },
+    readTopicToEnd: (topic, onRecord, readOpts) => readTopicToEnd(ctx, client, topic, onRecord, readOpts),
+    producer: recordProducer,
+    async produceInTransactions(transactions, { transactionalId }) {
+      const { Producer } = rdkafka();
+      const producer = new Producer({
+        ...producerConfig(ctx, "floor"),
+        "transactional.id": transactionalId,
+        "statistics.interval.ms": 0,
+      });
+      await call((cb) => producer.connect({ timeout: ADMIN_TIMEOUT_MS }, cb as never));
+      producer.setPollInterval(50);
+      try {
+        await call((cb) => producer.initTransactions(ADMIN_TIMEOUT_MS, cb));
+        for (const records of transactions) {
+          await call((cb) => producer.beginTransaction(cb));
+          for (const [topic, list] of records) await produceAll(producer, topic, list);
+          await call((cb) => producer.commitTransaction(ADMIN_TIMEOUT_MS, cb));
+        }
+      } finally {
+        await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
+      }
+    },
+    groupConsumer: (consumerOpts) => createLibrdkafkaGroupConsumer(ctx, consumerOpts),
+    windowProducer: (producerOpts) => createLibrdkafkaWindowProducer(ctx, producerOpts),
+    rangeConsumer: (rangeOpts) => consumeLibrdkafkaRange(ctx, client, rangeOpts),
+    async close() {},
+  };
+  return client;
+}

@@ -1,0 +1,275 @@
+/**
+ * Bounded reads on librdkafka: a whole topic as it stands now (`readTopicToEnd`), and the data-lake
+ * commands' range consumer (a topic to the end offsets captured at start, or on and on with
+ * `follow`), both read_committed.
+ *
+ * A partition is finished when the reader has passed its end offset: a record at or after it, or an
+ * end-of-partition event at or past it (the event's offset counts transaction markers and aborted
+ * records, so a range that ends in a commit marker finishes too), or the group's committed offset is
+ * at or past it. An open transaction below the end holds the read until it completes.
+ */
+import { randomUUID } from "node:crypto";
+import type { RawRecord } from "../../decode/types.ts";
+import type { KafkaClient, RangeConsumer, RangeConsumerOptions, TopicRecord } from "../port.ts";
+import {
+  type AdapterContext,
+  baseConfig,
+  CODES,
+  call,
+  fromHeaderList,
+  type LibrdkafkaError,
+  type RdKafka,
+  rdkafka,
+  unreachableError,
+  wireEvents,
+} from "./native.ts";
+
+const FETCH_WAIT_MS = 200;
+
+function readerConfig(ctx: AdapterContext, groupId: string, events: RebalanceQueue): Record<string, unknown> {
+  return {
+    ...baseConfig(ctx, "reader"),
+    "group.id": groupId,
+    "enable.auto.commit": false,
+    "enable.auto.offset.store": false,
+    "isolation.level": "read_committed",
+    "enable.partition.eof": true,
+    "fetch.wait.max.ms": 100,
+    "max.partition.fetch.bytes": 8 * 1024 * 1024,
+    "statistics.interval.ms": 0,
+    rebalance_cb: (err: LibrdkafkaError, assignment: RdKafka.Assignment[]) => {
+      events.push(err.code === CODES.ASSIGN_PARTITIONS ? "assign" : "revoke", assignment);
+    },
+  };
+}
+
+/** Rebalance events, handled by the read loop between two fetches (as in group-consumer.ts). */
+class RebalanceQueue {
+  readonly items: { kind: "assign" | "revoke"; partitions: RdKafka.Assignment[] }[] = [];
+  stopped = false;
+  consumer!: RdKafka.KafkaConsumer;
+
+  push(kind: "assign" | "revoke", partitions: RdKafka.Assignment[]): void {
+    if (this.stopped) {
+      if (kind === "assign") this.consumer.assign(partitions);
+      else this.consumer.unassign();
+      return;
+    }
+    this.items.push({ kind, partitions });
+  }
+}
+
+function toRawRecord(m: RdKafka.Message): RawRecord {
+  return {
+    source: { topic: m.topic, partition: m.partition, offset: String(m.offset) },
+    key: (m.key as Buffer | null | undefined) ?? null,
+    value: m.value,
+    headers: fromHeaderList(m.headers) as RawRecord["headers"],
+    timestamp: String(m.timestamp ?? 0),
+  };
+}
+
+export async function consumeLibrdkafkaRange(
+  ctx: AdapterContext,
+  client: KafkaClient,
+  opts: RangeConsumerOptions,
+): Promise<RangeConsumer> {
+  const { topic, logger, follow = false } = opts;
+  const ends = await client.endOffsets(topic);
+  const high = new Map([...ends].map(([p, r]) => [p, r.high]));
+  const committed =
+    opts.groupId === undefined
+      ? new Map<number, bigint>()
+      : await client.committedOffsets(opts.groupId, topic);
+  /** Where the group stands: nothing before it needs reading. */
+  const position = new Map<number, bigint>();
+  for (const [p, r] of ends) {
+    const c = committed.get(p);
+    position.set(p, c !== undefined && c > r.low ? c : r.low);
+  }
+  const fetchedThrough = new Map<number, bigint>();
+  let assigned: number[] | undefined;
+  let generation = 0;
+  let stopped = false;
+
+  let resolveFinished!: () => void;
+  let rejectFinished!: (err: unknown) => void;
+  const finished = new Promise<void>((resolve, reject) => {
+    resolveFinished = resolve;
+    rejectFinished = reject;
+  });
+  finished.catch(() => {});
+
+  const partitionDone = (p: number) => {
+    const end = high.get(p) ?? 0n;
+    return (position.get(p) ?? 0n) >= end || (fetchedThrough.get(p) ?? -1n) >= end;
+  };
+  let isFinished = false;
+  const checkFinished = () => {
+    if (follow || isFinished) return;
+    const all = [...high.keys()].every(partitionDone);
+    const mine = assigned?.every(partitionDone) === true;
+    if (all || mine) {
+      isFinished = true;
+      resolveFinished();
+    }
+  };
+  const advance = (p: number, next: bigint) => {
+    if (next > (fetchedThrough.get(p) ?? -1n)) fetchedThrough.set(p, next);
+  };
+
+  const { KafkaConsumer } = rdkafka();
+  const events = new RebalanceQueue();
+  const consumer = new KafkaConsumer(
+    readerConfig(ctx, opts.groupId ?? `clipsieve-reader-${randomUUID()}`, events),
+    {
+      "auto.offset.reset": "earliest",
+    },
+  );
+  events.consumer = consumer;
+  const eofs: { partition: number; offset: number }[] = [];
+  consumer.on("partition.eof", (eof) => {
+    eofs.push({ partition: eof.partition, offset: eof.offset });
+  });
+  wireEvents(consumer, ctx, (err) => rejectFinished(err));
+
+  checkFinished();
+  const connectMs = 60_000;
+  try {
+    await call((cb) => consumer.connect({ timeout: connectMs }, cb as never));
+  } catch (err) {
+    throw unreachableError(ctx, `reading ${topic}`, connectMs, err);
+  }
+  consumer.setDefaultConsumeTimeout(FETCH_WAIT_MS);
+  consumer.subscribe([topic]);
+
+  const handleEvents = async () => {
+    while (events.items.length > 0) {
+      const e = events.items.shift() as (typeof events.items)[number];
+      if (e.kind === "revoke") {
+        consumer.unassign();
+        continue;
+      }
+      generation++;
+      assigned = e.partitions.map((p) => p.partition);
+      logger.debug({ topic, generation, assigned }, "joined the consumer group");
+      if (generation > 1) {
+        fetchedThrough.clear();
+        await opts.onRebalance?.(generation);
+      }
+      consumer.assign(e.partitions);
+      checkFinished();
+    }
+  };
+
+  const loop = async () => {
+    while (!stopped && !isFinished) {
+      await handleEvents();
+      eofs.length = 0;
+      const gen = generation;
+      const messages = await call<RdKafka.Message[]>((cb) => consumer.consume(1000, cb as never)).catch(
+        () => [] as RdKafka.Message[],
+      );
+      if (events.items.length > 0 || gen !== generation) continue;
+      const byPartition = new Map<number, RawRecord[]>();
+      for (const m of messages) {
+        if (!follow && BigInt(m.offset) >= (high.get(m.partition) ?? 0n)) {
+          advance(m.partition, BigInt(m.offset));
+          continue;
+        }
+        let list = byPartition.get(m.partition);
+        if (!list) byPartition.set(m.partition, (list = []));
+        list.push(toRawRecord(m));
+      }
+      for (const [partition, records] of byPartition) {
+        if (stopped) return;
+        await opts.onBatch({ partition, records, heartbeat: async () => {} });
+        advance(partition, BigInt(records[records.length - 1].source.offset) + 1n);
+      }
+      for (const eof of eofs) advance(eof.partition, BigInt(eof.offset));
+      if (!follow) {
+        const done = [...byPartition.keys(), ...eofs.map((e) => e.partition)].filter(partitionDone);
+        if (done.length > 0) consumer.pause(done.map((partition) => ({ topic, partition })));
+      }
+      checkFinished();
+    }
+  };
+  const running = loop().catch((err: unknown) => rejectFinished(err));
+
+  const disconnect = async () => {
+    events.stopped = true;
+    await running;
+    if (!consumer.isConnected()) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 10_000);
+      consumer.disconnect(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  };
+  // Done (or failed): leave the group once the caller has what it needs.
+  finished.then(
+    () => undefined,
+    () => undefined,
+  );
+
+  return {
+    ends: high,
+    finished,
+    pause() {
+      stopped = true;
+    },
+    async commit(partition, next) {
+      consumer.commitSync([{ topic, partition, offset: Number(next) }]);
+      if (next > (position.get(partition) ?? 0n)) position.set(partition, next);
+      checkFinished();
+    },
+    async stop() {
+      if (!stopped) stopped = true;
+      resolveFinished();
+      await disconnect();
+    },
+  };
+}
+
+/** Read a whole topic as it stands now (read_committed), then stop. */
+export async function readTopicToEnd(
+  ctx: AdapterContext,
+  client: KafkaClient,
+  topic: string,
+  onRecord: (record: TopicRecord) => void,
+  opts: { timeoutMs?: number } = {},
+): Promise<{ complete: boolean }> {
+  const ends = await client.endOffsets(topic);
+  if ([...ends.values()].every((r) => r.high <= r.low)) return { complete: true };
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const reader = await consumeLibrdkafkaRange(ctx, client, {
+    topic,
+    logger: ctx.logger ?? (await import("../../common/logger.ts")).silentLogger,
+    async onBatch({ partition, records }) {
+      for (const r of records) {
+        onRecord({
+          partition,
+          offset: r.source.offset,
+          key: r.key,
+          value: r.value,
+          headers: r.headers as TopicRecord["headers"],
+          timestamp: r.timestamp,
+        });
+      }
+    },
+  });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      reader.finished.then(() => ({ complete: true })),
+      new Promise<{ complete: boolean }>((resolve) => {
+        timer = setTimeout(() => resolve({ complete: false }), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    await reader.stop();
+  }
+}
