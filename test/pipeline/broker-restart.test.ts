@@ -35,9 +35,10 @@ function freePort(): Promise<number> {
 
 async function health(port: number): Promise<{ status: number; body: string; reachable: string }> {
   try {
-    const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+    const signal = AbortSignal.timeout(3000);
+    const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal });
     const body = await res.text();
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal })).text();
     const reachable = /^clipsieve_broker_reachable (\d)/m.exec(metrics)?.[1] ?? "?";
     return { status: res.status, body, reachable };
   } catch (err) {
