@@ -13,6 +13,8 @@ interface Float16DataView extends DataView {
   setFloat16(byteOffset: number, value: number, littleEndian?: boolean): void;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 function viewOf(bytes: Uint8Array): Float16DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) as Float16DataView;
 }
@@ -32,6 +34,11 @@ export function floatsFromBytes(bytes: Uint8Array, dtype: EmbeddingDtype, field:
   }
   const n = bytes.byteLength / width;
   const out = new Float32Array(n);
+  if (dtype === "FLOAT32" && LITTLE_ENDIAN) {
+    // The bytes are already this host's float32s: one copy, whatever their alignment.
+    new Uint8Array(out.buffer).set(bytes);
+    return out;
+  }
   const view = viewOf(bytes);
   if (dtype === "FLOAT32") {
     for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);

@@ -183,10 +183,14 @@ export function unreachableError(
   cause: unknown,
 ): ClipsieveError {
   const reason = (cause as Error | undefined)?.message?.split("\n")[0] ?? String(cause);
-  const detail = ctx.reachability.reachable ? "" : ` (${ctx.reachability.detail})`;
+  // "broker transport failure: broker transport failure" and the like: say it once.
+  const parts = reason.split(": ");
+  const once = parts.filter((p, i) => parts.indexOf(p) === i).join(": ");
+  const known = ctx.reachability.detail;
+  const detail = ctx.reachability.reachable || !known || reason.includes(known) ? "" : ` (${known})`;
   return new ClipsieveError(
     "KAFKA_UNREACHABLE",
-    `${what}: no answer from Kafka brokers ${ctx.brokers.join(", ")} within ${Math.round(ms / 1000)} s: ${reason}${detail}`,
+    `${what}: no answer from Kafka brokers ${ctx.brokers.join(", ")} within ${Math.round(ms / 1000)} s: ${once}${detail}`,
     { cause },
   );
 }

@@ -132,7 +132,8 @@ export function createLibrdkafkaWindowProducer(
   };
 
   const reinitialise = async (): Promise<void> => {
-    await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
+    if (producer.isConnected())
+      await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
     producer = makeProducer();
     await connect();
   };
@@ -267,6 +268,7 @@ export function createLibrdkafkaWindowProducer(
     // waits for stable offsets (KIP-447). Nothing is left to wait for.
     async settle() {},
     async close() {
+      if (!producer.isConnected()) return;
       await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
     },
   };
