@@ -95,13 +95,11 @@ export function createLibrdkafkaGroupConsumer(
           else consumer.unassign();
           return;
         }
-        events.push({
-          kind: err.code === CODES.ASSIGN_PARTITIONS ? "assign" : "revoke",
-          partitions: assignment,
-          lost:
-            err.code !== CODES.ASSIGN_PARTITIONS &&
-            (consumer as unknown as { assignmentLost(): boolean }).assignmentLost(),
-        });
+        const kind = err.code === CODES.ASSIGN_PARTITIONS ? "assign" : "revoke";
+        const lost = kind === "revoke" && assignmentLost();
+        // Known at once, not when the loop gets to the event: no window commits from here on.
+        if (lost) lostMembership = true;
+        events.push({ kind, partitions: assignment, lost });
         wake?.();
       },
     },
