@@ -129,6 +129,11 @@ export interface GroupConsumer {
 export interface WindowDelivery {
   messages: Map<string, OutboundRecord[]>;
   offsets: Map<string, Map<number, string>>;
+  /**
+   * The consumer generation the window's records were fetched in. When given, a window whose
+   * generation is no longer the consumer's is refused (GROUP_MEMBERSHIP_LOST) right up to its commit.
+   */
+  generation?: number;
 }
 
 export interface WindowProducerOptions {

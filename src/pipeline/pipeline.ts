@@ -387,7 +387,8 @@ export async function buildPipeline(
       }
       const tDeliver = performance.now();
       inFlightDelivery = deliverWithRetry(
-        () => sink.deliver({ messages, offsets: nextOffsets(plan.records) }, source),
+        () =>
+          sink.deliver({ messages, offsets: nextOffsets(plan.records), generation: d.generation }, source),
         logger,
         rebalanced,
         () => stopping,

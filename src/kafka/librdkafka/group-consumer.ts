@@ -46,6 +46,8 @@ export interface LibrdkafkaConsumerInternals {
    * producer outside the group), so the window producer must not send or commit them.
    */
   membershipLost(): boolean;
+  /** The current generation (bumped by every assignment). */
+  generation(): number;
 }
 
 const internals = new WeakMap<GroupConsumer, LibrdkafkaConsumerInternals>();
@@ -286,6 +288,7 @@ export function createLibrdkafkaGroupConsumer(
   internals.set(groupConsumer, {
     consumer,
     membershipLost: () => lostMembership || assignmentLost(),
+    generation: () => generation,
   });
   return groupConsumer;
 }

@@ -157,8 +157,13 @@ export function createLibrdkafkaWindowProducer(
     window: WindowDelivery,
     member: LibrdkafkaConsumerInternals,
   ): Promise<void> => {
-    const { consumer, membershipLost } = member;
+    const { consumer, membershipLost, generation } = member;
     const refuseIfLost = () => {
+      if (window.generation !== undefined && window.generation !== generation())
+        throw new ClipsieveError(
+          "GROUP_MEMBERSHIP_LOST",
+          `the window's records were fetched in generation ${window.generation}, and the group is in ${generation()} now: the window is aborted and re-read by the partitions' owner`,
+        );
       if (membershipLost())
         throw new ClipsieveError(
           "GROUP_MEMBERSHIP_LOST",
