@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import type { KafkaClient } from "../../src/kafka/index.ts";
 import { createTopics, testBrokers, uniqueName } from "./kafka.ts";
 
 export interface FilterTopics {
@@ -12,7 +14,8 @@ export interface FilterTopics {
   group: string;
 }
 
-export async function filterTopics(partitions: number): Promise<FilterTopics> {
+/** Topic and group names for one filter run, with the topics created (on `kafka`, else the tests' broker). */
+export async function filterTopics(partitions: number, kafka?: KafkaClient): Promise<FilterTopics> {
   const t = {
     input: uniqueName("in"),
     accepted: uniqueName("acc"),
@@ -22,9 +25,29 @@ export async function filterTopics(partitions: number): Promise<FilterTopics> {
     windows: uniqueName("windows"),
     group: uniqueName("group"),
   };
-  await createTopics([t.input], partitions);
-  await createTopics([t.accepted, t.rejected, t.deadLetter, t.scores, t.windows], 1);
+  const outputs = [t.accepted, t.rejected, t.deadLetter, t.scores, t.windows];
+  if (kafka) {
+    await kafka.ensureTopics([{ topic: t.input, numPartitions: partitions }], 60_000);
+    await kafka.ensureTopics(
+      outputs.map((topic) => ({ topic })),
+      60_000,
+    );
+  } else {
+    await createTopics([t.input], partitions);
+    await createTopics(outputs, 1);
+  }
   return t;
+}
+
+/** A port nothing listens on (taken from the OS, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
+    });
+  });
 }
 
 export function filterArgs(t: FilterTopics, extra: string[] = []): string[] {

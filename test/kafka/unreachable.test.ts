@@ -4,25 +4,13 @@
  * outage out instead: test/pipeline/broker-restart.test.ts.)
  */
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { exited, spawnClipsieve } from "../helpers/filter.ts";
-
-/** A port nothing listens on (taken from the OS, then released). */
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
-    });
-  });
-}
+import { exited, freePort, spawnClipsieve } from "../helpers/filter.ts";
 
 test("no broker answers: one line with the brokers, the wait and the failure, coded KAFKA_UNREACHABLE", async () => {
-  const port = await closedPort();
+  const port = await freePort();
   const child = spawnClipsieve(
     ["dump", "--brokers", `127.0.0.1:${port}`, "--topic", "nowhere", "--out", join(tmpdir(), "never.jsonl")],
     { CLIPSIEVE_LOG_LEVEL: "warn" },

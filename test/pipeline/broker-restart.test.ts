@@ -9,7 +9,6 @@
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -17,21 +16,10 @@ import { Kafka, logLevel } from "kafkajs";
 import { createKafkaClient } from "../../src/kafka/index.ts";
 import { restartLocalBroker, startLocalBroker, stopLocalBroker } from "../../src/kafka/local-broker.ts";
 import { assertExactlyOnce, DIM, produce } from "../helpers/exactly-once.ts";
-import { exited, type FilterTopics, spawnClipsieve } from "../helpers/filter.ts";
-import { uniqueName } from "../helpers/kafka.ts";
+import { exited, filterTopics, freePort, spawnClipsieve } from "../helpers/filter.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const OUTAGE_MS = 20_000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
-    });
-  });
-}
 
 async function health(port: number): Promise<{ status: number; body: string; reachable: string }> {
   try {
@@ -52,20 +40,7 @@ test("the broker is killed mid-stream and restarted on its log 20 s later: the f
   const brokers = [broker.brokers];
   const admin = createKafkaClient({ clientId: "clipsieve-test-restart", brokers });
   await admin.waitForCoordinators(60_000);
-  const t: FilterTopics = {
-    input: uniqueName("in"),
-    accepted: uniqueName("acc"),
-    rejected: uniqueName("rej"),
-    deadLetter: uniqueName("dlq"),
-    scores: uniqueName("scores"),
-    windows: uniqueName("windows"),
-    group: uniqueName("group"),
-  };
-  await admin.ensureTopics([{ topic: t.input, numPartitions: 2 }], 60_000);
-  await admin.ensureTopics(
-    [t.accepted, t.rejected, t.deadLetter, t.scores, t.windows].map((topic) => ({ topic })),
-    60_000,
-  );
+  const t = await filterTopics(2, admin);
   const kafka = new Kafka({ clientId: "clipsieve-test-restart", brokers, logLevel: logLevel.NOTHING });
   const metricsPort = await freePort();
   const n = 2000;
