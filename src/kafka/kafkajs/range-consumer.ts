@@ -16,6 +16,7 @@ import { randomUUID } from "node:crypto";
 import type { Kafka } from "kafkajs";
 import type { RawRecord } from "../../decode/types.ts";
 import type { KafkaClient, RangeConsumer, RangeConsumerOptions } from "../port.ts";
+import { rangeBounds } from "../range-bounds.ts";
 
 export async function consumeKafkajsRange(
   kafka: Kafka,
@@ -23,19 +24,7 @@ export async function consumeKafkajsRange(
   opts: RangeConsumerOptions,
 ): Promise<RangeConsumer> {
   const { topic, logger, follow = false } = opts;
-  const ends = await client.endOffsets(topic);
-  const low = new Map([...ends].map(([p, r]) => [p, r.low]));
-  const high = new Map([...ends].map(([p, r]) => [p, r.high]));
-  const committed =
-    opts.groupId === undefined
-      ? new Map<number, bigint>()
-      : await client.committedOffsets(opts.groupId, topic);
-  /** Where the group stands: nothing before it needs reading. */
-  const position = new Map<number, bigint>();
-  for (const [p, l] of low) {
-    const c = committed.get(p);
-    position.set(p, c !== undefined && c > l ? c : l);
-  }
+  const { high, position } = await rangeBounds(client, topic, opts.groupId);
   const fetchedThrough = new Map<number, bigint>();
   let assigned: number[] | undefined;
   let generation = 0;

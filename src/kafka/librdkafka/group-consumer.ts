@@ -28,10 +28,10 @@ import {
   baseConfig,
   CODES,
   call,
-  fromHeaderList,
   type LibrdkafkaError,
   type RdKafka,
   rdkafka,
+  toRawRecord,
   unreachableError,
   wireEvents,
 } from "./native.ts";
@@ -218,13 +218,7 @@ export function createLibrdkafkaGroupConsumer(
         if (!(await flush())) return;
         runPartition = m.partition;
       }
-      run.push({
-        source: { topic: m.topic, partition: m.partition, offset: String(m.offset) },
-        key: (m.key as Buffer | null | undefined) ?? null,
-        value: m.value,
-        headers: fromHeaderList(m.headers) as RawRecord["headers"],
-        timestamp: String(m.timestamp ?? 0),
-      });
+      run.push(toRawRecord(m));
     }
     if (!(await flush())) return;
     // End of a partition reached: how far it was read, transaction markers included (a range that

@@ -13,6 +13,7 @@ import { createRequire } from "node:module";
 import type * as RdKafka from "@confluentinc/kafka-javascript";
 import { ClipsieveError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
+import type { RawRecord } from "../../decode/types.ts";
 import type { BrokerReachability } from "../port.ts";
 
 export type { RdKafka };
@@ -207,4 +208,15 @@ export function fromHeaderList(list: RdKafka.MessageHeader[] | undefined): Recor
   if (!list) return out;
   for (const h of list) for (const k in h) out[k] = h[k] as Buffer;
   return out;
+}
+
+/** A fetched message as the stages take it. */
+export function toRawRecord(m: RdKafka.Message): RawRecord {
+  return {
+    source: { topic: m.topic, partition: m.partition, offset: String(m.offset) },
+    key: (m.key as Buffer | null | undefined) ?? null,
+    value: m.value,
+    headers: fromHeaderList(m.headers) as RawRecord["headers"],
+    timestamp: String(m.timestamp ?? 0),
+  };
 }

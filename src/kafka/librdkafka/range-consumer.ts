@@ -11,15 +11,16 @@
 import { randomUUID } from "node:crypto";
 import type { RawRecord } from "../../decode/types.ts";
 import type { KafkaClient, RangeConsumer, RangeConsumerOptions, TopicRecord } from "../port.ts";
+import { rangeBounds } from "../range-bounds.ts";
 import {
   type AdapterContext,
   baseConfig,
   CODES,
   call,
-  fromHeaderList,
   type LibrdkafkaError,
   type RdKafka,
   rdkafka,
+  toRawRecord,
   unreachableError,
   wireEvents,
 } from "./native.ts";
@@ -59,34 +60,13 @@ class RebalanceQueue {
   }
 }
 
-function toRawRecord(m: RdKafka.Message): RawRecord {
-  return {
-    source: { topic: m.topic, partition: m.partition, offset: String(m.offset) },
-    key: (m.key as Buffer | null | undefined) ?? null,
-    value: m.value,
-    headers: fromHeaderList(m.headers) as RawRecord["headers"],
-    timestamp: String(m.timestamp ?? 0),
-  };
-}
-
 export async function consumeLibrdkafkaRange(
   ctx: AdapterContext,
   client: KafkaClient,
   opts: RangeConsumerOptions,
 ): Promise<RangeConsumer> {
   const { topic, logger, follow = false } = opts;
-  const ends = await client.endOffsets(topic);
-  const high = new Map([...ends].map(([p, r]) => [p, r.high]));
-  const committed =
-    opts.groupId === undefined
-      ? new Map<number, bigint>()
-      : await client.committedOffsets(opts.groupId, topic);
-  /** Where the group stands: nothing before it needs reading. */
-  const position = new Map<number, bigint>();
-  for (const [p, r] of ends) {
-    const c = committed.get(p);
-    position.set(p, c !== undefined && c > r.low ? c : r.low);
-  }
+  const { high, position } = await rangeBounds(client, topic, opts.groupId);
   const fetchedThrough = new Map<number, bigint>();
   let assigned: number[] | undefined;
   let generation = 0;
