@@ -58,7 +58,11 @@ for (const adapter of KAFKA_ADAPTERS) {
     });
     try {
       await source.start();
-      await waitFor(() => taken.length >= N, 60_000, `all ${N} records (have ${taken.length})`);
+      await waitFor(
+        () => taken.length >= N,
+        60_000,
+        () => `all ${N} records (have ${taken.length})`,
+      );
       // Give a wrongly repeated part time to arrive.
       await new Promise((r) => setTimeout(r, 1000));
     } finally {
