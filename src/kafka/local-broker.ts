@@ -274,14 +274,7 @@ export async function startLocalBroker(options: LocalBrokerOptions): Promise<Bro
   writeFileSync(propsFile, serverProperties(stateDir, port, controllerPort));
   writeFileSync(join(stateDir, "log4j2.properties"), log4jProperties(stateDir));
 
-  const classpath = join(libs, "*");
-  const jvmBase = [
-    "-XX:+UseSerialGC",
-    "-XX:ActiveProcessorCount=2",
-    "-Djava.awt.headless=true",
-    "-cp",
-    classpath,
-  ];
+  const jvmBase = jvmBaseArgs(libs);
   try {
     await execFileAsync(
       "java",
@@ -329,13 +322,7 @@ export async function restartLocalBroker(options: LocalBrokerOptions): Promise<B
       `The broker of ${stateDir} (pid ${previous.pid}) still runs.`,
     );
   const libs = await ensureKafkaJars(previous.kafkaVersion, options.cacheDir ?? defaultCacheDir(), logger);
-  const jvmBase = [
-    "-XX:+UseSerialGC",
-    "-XX:ActiveProcessorCount=2",
-    "-Djava.awt.headless=true",
-    "-cp",
-    join(libs, "*"),
-  ];
+  const jvmBase = jvmBaseArgs(libs);
   return launch(options, {
     stateDir,
     port: previous.port,
@@ -344,6 +331,17 @@ export async function restartLocalBroker(options: LocalBrokerOptions): Promise<B
     jvmBase,
     logger,
   });
+}
+
+/** JVM settings of every broker tool and of the broker: a small serial collector, sized for 2 cores. */
+function jvmBaseArgs(libs: string): string[] {
+  return [
+    "-XX:+UseSerialGC",
+    "-XX:ActiveProcessorCount=2",
+    "-Djava.awt.headless=true",
+    "-cp",
+    join(libs, "*"),
+  ];
 }
 
 /** Run the broker's JVM on the state folder's server.properties and wait until it answers. */

@@ -604,12 +604,11 @@ function recordWindowMetrics(
  * committed, false when a rebalance began before a retry or the group membership was lost (the
  * records will be re-read). Throws a fatal error, or a retriable one once the filter is stopping.
  */
-export async function deliverWithRetry(
+async function deliverWithRetry(
   deliver: () => Promise<void>,
   logger: Logger,
   rebalanced: () => boolean,
-  stopping: () => boolean = () => false,
-  sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+  stopping: () => boolean,
 ): Promise<boolean> {
   for (let i = 1; ; i++) {
     try {
@@ -624,7 +623,7 @@ export async function deliverWithRetry(
       if (retriable && rebalanced()) return false;
       if (!retriable || stopping()) throw err;
       logger.warn({ err, attempt: i }, "window delivery failed; retrying");
-      await sleep(Math.min(10_000, 200 * 2 ** i));
+      await new Promise((r) => setTimeout(r, Math.min(10_000, 200 * 2 ** i)));
       // A rebalance that began during the back-off waits for this loop: do not start another try.
       if (rebalanced()) return false;
     }

@@ -18,6 +18,7 @@ import {
   type TopicMessages,
 } from "kafkajs";
 import { ClipsieveError } from "../../common/errors.ts";
+import { holdWindowTransactionForTests } from "../fault.ts";
 import type { OutboundRecord, WindowDelivery, WindowProducer, WindowProducerOptions } from "../port.ts";
 import { kafkajsConsumerInternals } from "./group-consumer.ts";
 
@@ -66,15 +67,6 @@ function offsetsForKafka(offsets: Map<string, Map<number, string>>) {
     partitions: [...parts].map(([partition, offset]) => ({ partition, offset })),
   }));
 }
-
-/**
- * Fault injection for tests: hold every window transaction this long between the membership check and
- * the commit, as a slow broker or a paused process does, so that rebalances reliably find a
- * transaction in flight (and a frozen process wakes up inside one).
- */
-const FAULT_COMMIT_DELAY_MS = Number(process.env.CLIPSIEVE_FAULT_COMMIT_DELAY_MS ?? 0);
-/** How many window transactions the fault holds (default: every one). */
-let faultHoldsLeft = Number(process.env.CLIPSIEVE_FAULT_COMMIT_DELAY_WINDOWS ?? Number.POSITIVE_INFINITY);
 
 export function createKafkajsWindowProducer(kafka: Kafka, opts: WindowProducerOptions): WindowProducer {
   const maxBytes = opts.maxRequestBytes ?? 900_000;
@@ -134,11 +126,7 @@ export function createKafkajsWindowProducer(kafka: Kafka, opts: WindowProducerOp
         for (const topicMessages of chunks) await txn.sendBatch({ topicMessages, acks: -1 });
         await txn.sendOffsets({ consumerGroupId: opts.groupId, topics: offsetsForKafka(window.offsets) });
         const lease = await confirmMembership();
-        if (FAULT_COMMIT_DELAY_MS > 0 && faultHoldsLeft > 0) {
-          faultHoldsLeft--;
-          opts.logger.info({ ms: FAULT_COMMIT_DELAY_MS }, "fault injection: holding the window transaction");
-          await new Promise((r) => setTimeout(r, FAULT_COMMIT_DELAY_MS));
-        }
+        await holdWindowTransactionForTests(opts.logger);
         lease.check();
         await txn.commit();
         lastOffsets = window.offsets;

@@ -12,6 +12,8 @@ import {
   baseConfig,
   CODES,
   call,
+  disconnectConsumer,
+  disconnectProducer,
   errorCode,
   type LibrdkafkaError,
   type RdKafka,
@@ -26,7 +28,12 @@ import { createLibrdkafkaWindowProducer, produceAll, producerConfig } from "./wi
 const ADMIN_TIMEOUT_MS = 30_000;
 
 /** A group coordinator loading, moving or not known yet: asked again, as the client would. */
-const COORDINATOR_CODES = new Set([14, 15, 16, CODES.TIMED_OUT]);
+const COORDINATOR_CODES = new Set<number>([
+  CODES.COORDINATOR_LOAD_IN_PROGRESS,
+  CODES.COORDINATOR_NOT_AVAILABLE,
+  CODES.NOT_COORDINATOR,
+  CODES.TIMED_OUT,
+]);
 
 async function whileCoordinatorMoves<T>(deadline: number, fn: () => Promise<T>): Promise<T> {
   for (;;) {
@@ -92,7 +99,30 @@ export function createLibrdkafkaClient(opts: KafkaClientOptions): KafkaClient {
     try {
       return await fn(consumer);
     } finally {
-      await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+      await disconnectConsumer(consumer);
+    }
+  };
+
+  /** A connected transactional producer, its id initialised (which fences an earlier one). */
+  const transactionalProducer = async (
+    role: string,
+    transactionalId: string,
+    timeoutMs: number,
+  ): Promise<RdKafka.Producer> => {
+    const { Producer } = rdkafka();
+    const producer = new Producer({
+      ...producerConfig(ctx, role),
+      "transactional.id": transactionalId,
+      "statistics.interval.ms": 0,
+    });
+    try {
+      await call((cb) => producer.connect({ timeout: timeoutMs }, cb as never));
+      producer.setPollInterval(50);
+      await call((cb) => producer.initTransactions(timeoutMs, cb));
+      return producer;
+    } catch (err) {
+      await disconnectProducer(producer);
+      throw unreachableError(ctx, `transactional producer ${transactionalId}`, timeoutMs, err);
     }
   };
 
@@ -166,9 +196,7 @@ export function createLibrdkafkaClient(opts: KafkaClientOptions): KafkaClient {
         await new Promise((r) => setImmediate(r));
         if (failures[0]) throw failures[0];
       },
-      async disconnect() {
-        await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
-      },
+      disconnect: () => disconnectProducer(producer),
     };
   };
 
@@ -272,22 +300,11 @@ export function createLibrdkafkaClient(opts: KafkaClientOptions): KafkaClient {
         );
       }),
     async waitForCoordinators(timeoutMs = 60_000) {
-      // Initialising a transactional producer needs the transaction coordinator; listing a group's
-      // offsets needs its group coordinator (both wait while their partitions load).
-      const { Producer } = rdkafka();
-      const producer = new Producer({
-        ...producerConfig(ctx, "ready"),
-        "transactional.id": `clipsieve-ready-${randomUUID()}`,
-        "statistics.interval.ms": 0,
-      });
-      try {
-        await call((cb) => producer.connect({ timeout: timeoutMs }, cb as never));
-        await call((cb) => producer.initTransactions(timeoutMs, cb));
-      } catch (err) {
-        throw unreachableError(ctx, "waiting for the transaction coordinator", timeoutMs, err);
-      } finally {
-        await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
-      }
+      // Initialising a transactional producer needs the transaction coordinator; an offset fetch
+      // needs the group's coordinator (both wait while their partitions load).
+      await disconnectProducer(
+        await transactionalProducer("ready", `clipsieve-ready-${randomUUID()}`, timeoutMs),
+      );
       // The group coordinator: an offset fetch for a group, answered once its partition has loaded.
       const deadline = Date.now() + timeoutMs;
       await withGroupConsumer(`clipsieve-ready-${randomUUID()}`, (consumer) =>
@@ -301,23 +318,15 @@ export function createLibrdkafkaClient(opts: KafkaClientOptions): KafkaClient {
     readTopicToEnd: (topic, onRecord, readOpts) => readTopicToEnd(ctx, client, topic, onRecord, readOpts),
     producer: recordProducer,
     async produceInTransactions(transactions, { transactionalId }) {
-      const { Producer } = rdkafka();
-      const producer = new Producer({
-        ...producerConfig(ctx, "floor"),
-        "transactional.id": transactionalId,
-        "statistics.interval.ms": 0,
-      });
-      await call((cb) => producer.connect({ timeout: ADMIN_TIMEOUT_MS }, cb as never));
-      producer.setPollInterval(50);
+      const producer = await transactionalProducer("floor", transactionalId, ADMIN_TIMEOUT_MS);
       try {
-        await call((cb) => producer.initTransactions(ADMIN_TIMEOUT_MS, cb));
         for (const records of transactions) {
           await call((cb) => producer.beginTransaction(cb));
           for (const [topic, list] of records) await produceAll(producer, topic, list);
           await call((cb) => producer.commitTransaction(ADMIN_TIMEOUT_MS, cb));
         }
       } finally {
-        await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
+        await disconnectProducer(producer);
       }
     },
     groupConsumer: (consumerOpts) => createLibrdkafkaGroupConsumer(ctx, consumerOpts),

@@ -28,6 +28,7 @@ import {
   baseConfig,
   CODES,
   call,
+  disconnectConsumer,
   type LibrdkafkaError,
   type RdKafka,
   rdkafka,
@@ -267,16 +268,9 @@ export function createLibrdkafkaGroupConsumer(
       running = false;
       wake?.();
       await loop;
-      if (!consumer.isConnected()) return;
-      // Leaving the group runs the revoke event through the loop's handler one last time; the
-      // pipeline has drained (or abandoned) its windows by now, so nothing is waited for.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 10_000);
-        consumer.disconnect(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      // Leaving the group revokes the partitions once more; with the loop stopped, the rebalance
+      // callback unassigns at once (the pipeline has drained or abandoned its windows by now).
+      await disconnectConsumer(consumer);
     },
   };
   internals.set(groupConsumer, {

@@ -40,22 +40,21 @@ export function rdkafka(): Module {
   }
 }
 
-/** librdkafka's error codes clipsieve acts on (rdkafka.h; negative: raised by the client itself). */
+/**
+ * librdkafka's error codes clipsieve acts on (rdkafka.h; negative: raised by the client itself). The
+ * group-membership codes are read by the port's `kafkaErrorKind` (../errors.ts).
+ */
 export const CODES = {
-  PARTITION_EOF: -191,
   TRANSPORT: -195,
   ALL_BROKERS_DOWN: -187,
+  QUEUE_FULL: -184,
   TIMED_OUT: -185,
   ASSIGN_PARTITIONS: -175,
-  REVOKE_PARTITIONS: -174,
   FENCED: -144,
-  UNKNOWN_TOPIC_OR_PART: 3,
+  COORDINATOR_LOAD_IN_PROGRESS: 14,
+  COORDINATOR_NOT_AVAILABLE: 15,
   NOT_COORDINATOR: 16,
-  ILLEGAL_GENERATION: 22,
-  UNKNOWN_MEMBER_ID: 25,
-  REBALANCE_IN_PROGRESS: 27,
   TOPIC_ALREADY_EXISTS: 36,
-  INVALID_PRODUCER_EPOCH: 47,
   PRODUCER_FENCED: 90,
 } as const;
 
@@ -69,6 +68,24 @@ export interface LibrdkafkaError extends Error {
 export function errorCode(err: unknown): number | undefined {
   const code = (err as { code?: unknown } | undefined)?.code;
   return typeof code === "number" ? code : undefined;
+}
+
+/** Disconnect a producer (flushing for at most 5 s); nothing to do when it never connected. */
+export async function disconnectProducer(producer: RdKafka.Producer): Promise<void> {
+  if (!producer.isConnected()) return;
+  await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
+}
+
+/** Disconnect a consumer (leaving its group), waiting at most 10 s for the broker's answer. */
+export async function disconnectConsumer(consumer: RdKafka.KafkaConsumer): Promise<void> {
+  if (!consumer.isConnected()) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 10_000);
+    consumer.disconnect(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** Call a node-style callback API and get a promise. */

@@ -9,6 +9,7 @@
  * at or past it. An open transaction below the end holds the read until it completes.
  */
 import { randomUUID } from "node:crypto";
+import { silentLogger } from "../../common/logger.ts";
 import type { RawRecord } from "../../decode/types.ts";
 import type { KafkaClient, RangeConsumer, RangeConsumerOptions, TopicRecord } from "../port.ts";
 import { rangeBounds } from "../range-bounds.ts";
@@ -17,6 +18,7 @@ import {
   baseConfig,
   CODES,
   call,
+  disconnectConsumer,
   type LibrdkafkaError,
   type RdKafka,
   rdkafka,
@@ -179,20 +181,8 @@ export async function consumeLibrdkafkaRange(
   const disconnect = async () => {
     events.stopped = true;
     await running;
-    if (!consumer.isConnected()) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 10_000);
-      consumer.disconnect(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await disconnectConsumer(consumer);
   };
-  // Done (or failed): leave the group once the caller has what it needs.
-  finished.then(
-    () => undefined,
-    () => undefined,
-  );
 
   return {
     ends: high,
@@ -206,7 +196,7 @@ export async function consumeLibrdkafkaRange(
       checkFinished();
     },
     async stop() {
-      if (!stopped) stopped = true;
+      stopped = true;
       resolveFinished();
       await disconnect();
     },
@@ -226,7 +216,7 @@ export async function readTopicToEnd(
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const reader = await consumeLibrdkafkaRange(ctx, client, {
     topic,
-    logger: ctx.logger ?? (await import("../../common/logger.ts")).silentLogger,
+    logger: ctx.logger ?? silentLogger,
     async onBatch({ partition, records }) {
       for (const r of records) {
         onRecord({

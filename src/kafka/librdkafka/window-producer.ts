@@ -16,6 +16,8 @@
  * the 5 s the KafkaJS-style layer fixes.
  */
 import { ClipsieveError } from "../../common/errors.ts";
+import { kafkaErrorKind } from "../errors.ts";
+import { holdWindowTransactionForTests } from "../fault.ts";
 import type { WindowDelivery, WindowProducer, WindowProducerOptions } from "../port.ts";
 import { type LibrdkafkaConsumerInternals, librdkafkaConsumerInternals } from "./group-consumer.ts";
 import {
@@ -23,6 +25,7 @@ import {
   baseConfig,
   CODES,
   call,
+  disconnectProducer,
   errorCode,
   type LibrdkafkaError,
   type RdKafka,
@@ -31,14 +34,6 @@ import {
   unreachableError,
   wireEvents,
 } from "./native.ts";
-
-/**
- * Fault injection for tests: hold every window transaction this long after its records and before
- * its offsets and commit, as a slow broker or a paused process does, so that rebalances reliably find a
- * transaction in flight (and a frozen process wakes up inside one).
- */
-const FAULT_COMMIT_DELAY_MS = Number(process.env.CLIPSIEVE_FAULT_COMMIT_DELAY_MS ?? 0);
-let faultHoldsLeft = Number(process.env.CLIPSIEVE_FAULT_COMMIT_DELAY_WINDOWS ?? Number.POSITIVE_INFINITY);
 
 /** Settings of a producer that writes whole windows: large batches, a queue that holds a window. */
 export function producerConfig(ctx: AdapterContext, role: string): Record<string, unknown> {
@@ -80,12 +75,19 @@ export async function produceAll(
         );
         break;
       } catch (err) {
-        if (errorCode(err) !== -184 /* ERR__QUEUE_FULL */) throw err;
+        if (errorCode(err) !== CODES.QUEUE_FULL) throw err;
         producer.poll();
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
     }
   }
+}
+
+/** The window's next offsets in librdkafka's shape. */
+function partitionOffsets(window: WindowDelivery): RdKafka.TopicPartitionOffset[] {
+  return [...window.offsets].flatMap(([topic, parts]) =>
+    [...parts].map(([partition, offset]) => ({ topic, partition, offset: Number(offset) })),
+  );
 }
 
 export function createLibrdkafkaWindowProducer(
@@ -132,8 +134,7 @@ export function createLibrdkafkaWindowProducer(
   };
 
   const reinitialise = async (): Promise<void> => {
-    if (producer.isConnected())
-      await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
+    await disconnectProducer(producer);
     producer = makeProducer();
     await connect();
   };
@@ -174,14 +175,8 @@ export function createLibrdkafkaWindowProducer(
     const startedAt = Date.now();
     try {
       for (const [topic, records] of window.messages) await produceAll(producer, topic, records);
-      const offsets = [...window.offsets].flatMap(([topic, parts]) =>
-        [...parts].map(([partition, offset]) => ({ topic, partition, offset: Number(offset) })),
-      );
-      if (FAULT_COMMIT_DELAY_MS > 0 && faultHoldsLeft > 0) {
-        faultHoldsLeft--;
-        opts.logger.info({ ms: FAULT_COMMIT_DELAY_MS }, "fault injection: holding the window transaction");
-        await new Promise((r) => setTimeout(r, FAULT_COMMIT_DELAY_MS));
-      }
+      const offsets = partitionOffsets(window);
+      await holdWindowTransactionForTests(opts.logger);
       // The group checks the consumer's generation here (KIP-447): a member dropped meanwhile (the
       // hold above, a long pause) gets its offsets refused. Once librdkafka has learnt of the drop it
       // sends no generation, which the broker does not check: hence the look before and after.
@@ -192,28 +187,20 @@ export function createLibrdkafkaWindowProducer(
     } catch (err) {
       const e = err as LibrdkafkaError;
       const code = errorCode(err);
-      if (err instanceof ClipsieveError && err.code === "GROUP_MEMBERSHIP_LOST") {
-        opts.logger.info({ code: err.code }, err.message);
+      if (kafkaErrorKind(err) === "membership") {
+        // The group moved on: refused by the check above, or by the broker (KIP-447: this member was
+        // dropped, or a rebalance began). The window is aborted and re-read by the partitions' owner.
         await call((cb) => producer.abortTransaction(timeoutMs, cb)).catch(() => reinitialise());
-        throw err;
-      }
-      if (
-        code === CODES.ILLEGAL_GENERATION ||
-        code === CODES.UNKNOWN_MEMBER_ID ||
-        code === CODES.REBALANCE_IN_PROGRESS
-      ) {
-        // KIP-447: the group moved on (this member was dropped, or a rebalance began). The offsets
-        // are refused, so the window is aborted and re-read by the partitions' owner.
-        await call((cb) => producer.abortTransaction(timeoutMs, cb)).catch(() => reinitialise());
-        opts.logger.info(
-          { code: "GROUP_MEMBERSHIP_LOST" },
-          `the group refused the window's offsets: ${e.message}`,
-        );
-        throw new ClipsieveError(
-          "GROUP_MEMBERSHIP_LOST",
-          `the consumer group refused the window's offsets (${e.message}): the window is aborted and re-read by the partitions' owner`,
-          { cause: err },
-        );
+        const lost =
+          err instanceof ClipsieveError
+            ? err
+            : new ClipsieveError(
+                "GROUP_MEMBERSHIP_LOST",
+                `the consumer group refused the window's offsets (${e.message}): the window is aborted and re-read by the partitions' owner`,
+                { cause: err },
+              );
+        opts.logger.info({ code: lost.code }, lost.message);
+        throw lost;
       }
       const fenced = code === CODES.PRODUCER_FENCED || code === CODES.FENCED;
       const expired = Date.now() - startedAt >= opts.transactionTimeoutMs;
@@ -256,10 +243,7 @@ export function createLibrdkafkaWindowProducer(
     await call((cb) => producer.flush(timeoutMs, cb));
     const failed = deliveryErrors[0];
     if (failed) throw failed;
-    const offsets = [...window.offsets].flatMap(([topic, parts]) =>
-      [...parts].map(([partition, offset]) => ({ topic, partition, offset: Number(offset) })),
-    );
-    consumer.commitSync(offsets);
+    consumer.commitSync(partitionOffsets(window));
   };
 
   return {
@@ -272,9 +256,6 @@ export function createLibrdkafkaWindowProducer(
     // commitTransaction returns once the coordinator wrote the commit; the next owner's offset fetch
     // waits for stable offsets (KIP-447). Nothing is left to wait for.
     async settle() {},
-    async close() {
-      if (!producer.isConnected()) return;
-      await new Promise<void>((resolve) => producer.disconnect(5000, () => resolve()));
-    },
+    close: () => disconnectProducer(producer),
   };
 }
