@@ -16,7 +16,7 @@ import { randomUUID } from "node:crypto";
 import type { Kafka } from "kafkajs";
 import type { RawRecord } from "../../decode/types.ts";
 import type { KafkaClient, RangeConsumer, RangeConsumerOptions } from "../port.ts";
-import { rangeBounds } from "../range-bounds.ts";
+import { rangeProgress } from "../range-bounds.ts";
 
 export async function consumeKafkajsRange(
   kafka: Kafka,
@@ -24,20 +24,11 @@ export async function consumeKafkajsRange(
   opts: RangeConsumerOptions,
 ): Promise<RangeConsumer> {
   const { topic, logger, follow = false } = opts;
-  const { high, position } = await rangeBounds(client, topic, opts.groupId);
-  const fetchedThrough = new Map<number, bigint>();
-  let assigned: number[] | undefined;
+  const progress = await rangeProgress(client, topic, opts.groupId, follow);
+  const { high } = progress;
   let generation = 0;
   let stopped = false;
   let failure: unknown;
-
-  let resolveFinished!: () => void;
-  let rejectFinished!: (err: unknown) => void;
-  const finished = new Promise<void>((resolve, reject) => {
-    resolveFinished = resolve;
-    rejectFinished = reject;
-  });
-  finished.catch(() => {});
 
   const consumer = kafka.consumer({
     groupId: opts.groupId ?? `clipsieve-reader-${randomUUID()}`,
@@ -48,47 +39,33 @@ export async function consumeKafkajsRange(
     maxBytesPerPartition: 8 * 1024 * 1024,
   });
 
-  const partitionDone = (p: number) => {
-    const end = high.get(p) ?? 0n;
-    return (position.get(p) ?? 0n) >= end || (fetchedThrough.get(p) ?? -1n) >= end;
-  };
-  const checkFinished = () => {
-    if (follow) return;
-    // Nothing left anywhere: no need to wait for the group's assignment.
-    if ([...high.keys()].every(partitionDone)) resolveFinished();
-    if (assigned === undefined) return;
-    const open = assigned.filter((p) => !partitionDone(p));
-    if (open.length === 0) resolveFinished();
-  };
   const pauseIfDone = (p: number) => {
-    if (!follow && partitionDone(p)) consumer.pause([{ topic, partitions: [p] }]);
+    if (!follow && progress.partitionDone(p)) consumer.pause([{ topic, partitions: [p] }]);
   };
 
   consumer.on(consumer.events.GROUP_JOIN, async (e) => {
     generation++;
-    assigned = e.payload.memberAssignment[topic] ?? [];
+    const assigned = e.payload.memberAssignment[topic] ?? [];
     logger.debug({ topic, generation, assigned }, "joined the consumer group");
     if (generation > 1) {
-      fetchedThrough.clear();
+      progress.rejoined(assigned);
       consumer.resume([{ topic }]);
       await opts.onRebalance?.(generation);
-    }
+    } else progress.assigned = assigned;
     for (const p of assigned) pauseIfDone(p);
-    checkFinished();
+    progress.check();
   });
   consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
     if (e.payload.topic !== topic) return;
-    const next = BigInt(e.payload.lastOffset) + 1n;
-    if (next > (fetchedThrough.get(e.payload.partition) ?? -1n))
-      fetchedThrough.set(e.payload.partition, next);
+    progress.fetched(e.payload.partition, BigInt(e.payload.lastOffset) + 1n);
     pauseIfDone(e.payload.partition);
-    checkFinished();
+    progress.check();
   });
   consumer.on(consumer.events.CRASH, (e) => {
-    if (!e.payload.restart) rejectFinished(failure ?? e.payload.error);
+    if (!e.payload.restart) progress.fail(failure ?? e.payload.error);
   });
 
-  checkFinished();
+  progress.check();
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   await consumer.run({
@@ -113,7 +90,7 @@ export async function consumeKafkajsRange(
       } catch (err) {
         // Nothing more is handed over; the caller learns of it through `finished`.
         failure = err;
-        rejectFinished(err);
+        progress.fail(err);
       }
     },
   });
@@ -123,17 +100,17 @@ export async function consumeKafkajsRange(
     pause() {
       consumer.pause([{ topic }]);
     },
-    finished,
+    finished: progress.finished,
     async commit(partition, next) {
       await consumer.commitOffsets([{ topic, partition, offset: next.toString() }]);
-      if (next > (position.get(partition) ?? 0n)) position.set(partition, next);
+      progress.committed(partition, next);
       pauseIfDone(partition);
-      checkFinished();
+      progress.check();
     },
     async stop() {
       if (stopped) return;
       stopped = true;
-      resolveFinished();
+      progress.finish();
       await consumer.disconnect();
     },
   };

@@ -12,7 +12,7 @@ import { randomUUID } from "node:crypto";
 import { silentLogger } from "../../common/logger.ts";
 import type { RawRecord } from "../../decode/types.ts";
 import type { KafkaClient, RangeConsumer, RangeConsumerOptions, TopicRecord } from "../port.ts";
-import { rangeBounds } from "../range-bounds.ts";
+import { rangeProgress } from "../range-bounds.ts";
 import {
   type AdapterContext,
   baseConfig,
@@ -68,37 +68,10 @@ export async function consumeLibrdkafkaRange(
   opts: RangeConsumerOptions,
 ): Promise<RangeConsumer> {
   const { topic, logger, follow = false } = opts;
-  const { high, position } = await rangeBounds(client, topic, opts.groupId);
-  const fetchedThrough = new Map<number, bigint>();
-  let assigned: number[] | undefined;
+  const progress = await rangeProgress(client, topic, opts.groupId, follow);
+  const { high } = progress;
   let generation = 0;
   let stopped = false;
-
-  let resolveFinished!: () => void;
-  let rejectFinished!: (err: unknown) => void;
-  const finished = new Promise<void>((resolve, reject) => {
-    resolveFinished = resolve;
-    rejectFinished = reject;
-  });
-  finished.catch(() => {});
-
-  const partitionDone = (p: number) => {
-    const end = high.get(p) ?? 0n;
-    return (position.get(p) ?? 0n) >= end || (fetchedThrough.get(p) ?? -1n) >= end;
-  };
-  let isFinished = false;
-  const checkFinished = () => {
-    if (follow || isFinished) return;
-    const all = [...high.keys()].every(partitionDone);
-    const mine = assigned?.every(partitionDone) === true;
-    if (all || mine) {
-      isFinished = true;
-      resolveFinished();
-    }
-  };
-  const advance = (p: number, next: bigint) => {
-    if (next > (fetchedThrough.get(p) ?? -1n)) fetchedThrough.set(p, next);
-  };
 
   const { KafkaConsumer } = rdkafka();
   const events = new RebalanceQueue();
@@ -113,9 +86,9 @@ export async function consumeLibrdkafkaRange(
   consumer.on("partition.eof", (eof) => {
     eofs.push({ partition: eof.partition, offset: eof.offset });
   });
-  wireEvents(consumer, ctx, (err) => rejectFinished(err));
+  wireEvents(consumer, ctx, (err) => progress.fail(err));
 
-  checkFinished();
+  progress.check();
   const connectMs = 60_000;
   try {
     await call((cb) => consumer.connect({ timeout: connectMs }, cb as never));
@@ -133,19 +106,19 @@ export async function consumeLibrdkafkaRange(
         continue;
       }
       generation++;
-      assigned = e.partitions.map((p) => p.partition);
+      const assigned = e.partitions.map((p) => p.partition);
       logger.debug({ topic, generation, assigned }, "joined the consumer group");
       if (generation > 1) {
-        fetchedThrough.clear();
+        progress.rejoined(assigned);
         await opts.onRebalance?.(generation);
-      }
+      } else progress.assigned = assigned;
       consumer.assign(e.partitions);
-      checkFinished();
+      progress.check();
     }
   };
 
   const loop = async () => {
-    while (!stopped && !isFinished) {
+    while (!stopped && !progress.isFinished) {
       await handleEvents();
       eofs.length = 0;
       const gen = generation;
@@ -156,7 +129,7 @@ export async function consumeLibrdkafkaRange(
       const byPartition = new Map<number, RawRecord[]>();
       for (const m of messages) {
         if (!follow && BigInt(m.offset) >= (high.get(m.partition) ?? 0n)) {
-          advance(m.partition, BigInt(m.offset));
+          progress.fetched(m.partition, BigInt(m.offset));
           continue;
         }
         let list = byPartition.get(m.partition);
@@ -166,17 +139,19 @@ export async function consumeLibrdkafkaRange(
       for (const [partition, records] of byPartition) {
         if (stopped) return;
         await opts.onBatch({ partition, records, heartbeat: async () => {} });
-        advance(partition, BigInt(records[records.length - 1].source.offset) + 1n);
+        progress.fetched(partition, BigInt(records[records.length - 1].source.offset) + 1n);
       }
-      for (const eof of eofs) advance(eof.partition, BigInt(eof.offset));
+      for (const eof of eofs) progress.fetched(eof.partition, BigInt(eof.offset));
       if (!follow) {
-        const done = [...byPartition.keys(), ...eofs.map((e) => e.partition)].filter(partitionDone);
+        const done = [...byPartition.keys(), ...eofs.map((e) => e.partition)].filter((p) =>
+          progress.partitionDone(p),
+        );
         if (done.length > 0) consumer.pause(done.map((partition) => ({ topic, partition })));
       }
-      checkFinished();
+      progress.check();
     }
   };
-  const running = loop().catch((err: unknown) => rejectFinished(err));
+  const running = loop().catch((err: unknown) => progress.fail(err));
 
   const disconnect = async () => {
     events.stopped = true;
@@ -186,18 +161,18 @@ export async function consumeLibrdkafkaRange(
 
   return {
     ends: high,
-    finished,
+    finished: progress.finished,
     pause() {
       stopped = true;
     },
     async commit(partition, next) {
       consumer.commitSync([{ topic, partition, offset: Number(next) }]);
-      if (next > (position.get(partition) ?? 0n)) position.set(partition, next);
-      checkFinished();
+      progress.committed(partition, next);
+      progress.check();
     },
     async stop() {
       stopped = true;
-      resolveFinished();
+      progress.finish();
       await disconnect();
     },
   };
