@@ -5,6 +5,7 @@
  *
  *   node src/bench/e2e-worker.ts '<WorkerJob as JSON>'
  */
+import { outputTopicNames, outputTopicsOf } from "../sink/topics.ts";
 import "../common/quiet-warnings.ts";
 import { createLogger } from "../common/logger.ts";
 import { createDecoder } from "../decode/decoder.ts";
@@ -51,7 +52,7 @@ function latencies(
 async function runPassthroughJob(job: WorkerJob, ready: () => void): Promise<WorkerResult> {
   const logger = createLogger("bench-passthrough", process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
   const names = runTopics("clipsieve-bench-pass");
-  const outputs = [names.accepted, names.rejected, names.deadLetter, names.scores, names.windowsTopic];
+  const outputs = outputTopicNames(names);
   await createTopics(job.brokers, outputs);
   const config = resolveRunConfig({
     flags: { brokers: job.brokers, input: job.input, ...names, ...job.flags },
@@ -108,7 +109,7 @@ async function runPassthroughJob(job: WorkerJob, ready: () => void): Promise<Wor
 async function runFloorJob(job: WorkerJob, ready: () => void): Promise<WorkerResult> {
   const logger = createLogger("bench-floor", process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
   const names = runTopics("clipsieve-bench-floor");
-  const outputs = [names.accepted, names.rejected, names.deadLetter, names.scores, names.windowsTopic];
+  const outputs = outputTopicNames(names);
   await createTopics(job.brokers, outputs);
   const config = resolveRunConfig({
     flags: { brokers: job.brokers, input: job.input, ...names, ...job.flags },
@@ -137,13 +138,7 @@ async function runFloorJob(job: WorkerJob, ready: () => void): Promise<WorkerRes
     (a, b) => a.source.partition - b.source.partition || Number(a.source.offset) - Number(b.source.offset),
   );
   const decoder = await createDecoder({ format: config.format, expectedDim: config.dim ?? 768 });
-  const topics = {
-    accepted: config.accepted,
-    rejected: config.rejected,
-    deadLetter: config.deadLetter,
-    scores: config.scores,
-    windows: config.windowsTopic,
-  };
+  const topics = outputTopicsOf(config);
   const transactions: Map<string, OutboundRecord[]>[] = [];
   for (let at = 0; at < Math.min(raws.length, job.expected); at += config.windowSize) {
     const records = await decoder.decodeBatch(raws.slice(at, Math.min(at + config.windowSize, job.expected)));

@@ -1,22 +1,20 @@
 /**
- * The filter's window -> score -> policy -> bank loop without Kafka, for studies that need many runs
- * and for trying window designs. It calls the modules the pipeline calls, in the pipeline's order
- * (decoder, planWindow, engine.sClipLoss + engine.normSim, policy.decide, bank.push), on records with
- * the coordinates they have on the study's input topic (one partition, offsets 0..N-1), so window ids,
- * seeds and draws are the filter's. The fidelity study runs the filter itself through Kafka beside it
- * and stops unless the two decide every record alike. If the pipeline's window loop changes, this
- * file must follow it.
+ * The filter without Kafka, for studies that need many runs and for trying window designs: the
+ * window cut, scorer and decide step of the filter itself (src/window/), on records with the
+ * coordinates they have on the study's input topic (one partition, offsets 0..N-1), so window ids,
+ * seeds, draws and decisions are the filter's. The fidelity study runs the filter through Kafka
+ * beside it and stops unless the two decide every record alike.
  */
 import { createDecoder } from "../decode/decoder.ts";
 import { encodeJsonRecord } from "../decode/encode.ts";
 import type { DecodedRecord } from "../decode/types.ts";
-import { createPolicy, parsePolicyFlags, type ScoreRow } from "../policy/index.ts";
+import { createPolicy, parsePolicyFlags } from "../policy/index.ts";
 import type { ScoringEngine } from "../score/engine.ts";
 import type { TargetSet } from "../score/types.ts";
 import type { Simulation } from "../simulate/generator.ts";
-import type { RecordOutcome } from "../sink/outputs.ts";
-import { NegativeBank } from "../window/bank.ts";
-import { planWindow } from "../window/window.ts";
+import { WindowCut } from "../window/cut.ts";
+import { decideWindow } from "../window/decide.ts";
+import { WindowScorer } from "../window/scorer.ts";
 import type { DeliveredWindow } from "./filter-run.ts";
 
 export interface EmulateOptions {
@@ -47,69 +45,40 @@ export async function emulateFilter(
 ): Promise<DeliveredWindow[]> {
   const { dim, count } = sim.options;
   const decoder = await createDecoder({ format: "json", expectedDim: dim, expectedModel: target.model });
-  const bank = o.bankSize > 0 ? new NegativeBank(o.bankSize, dim) : undefined;
+  const cut = new WindowCut<DecodedRecord>(o, (r) => !r.failure);
+  const scorer = new WindowScorer(engine, { ...o, dim, target });
   // biome-ignore lint/suspicious/noThenProperty: the --then flag, as the policy's parser names it
   const policy = createPolicy(parsePolicyFlags({ keep: o.keep, then: o.thenKeep, warmup: o.warmup }));
   const windows: DeliveredWindow[] = [];
+  const decide = async (records: DecodedRecord[] | undefined) => {
+    if (!records) return;
+    const scored = await scorer.scoreAndRemember(records);
+    windows.push({ id: scored.plan.id, outcomes: decideWindow(scored, policy), deliveredAt: 0 });
+  };
   try {
-    for (let start = 0; start < count; ) {
-      const free = bank ? o.bankSize - bank.size : 0;
-      const size = Math.min(count - start, o.windowSize + (o.primeBank ? free : 0));
-      const records: DecodedRecord[] = [];
-      for (let p = start; p < start + size; p++) {
-        const r = sim.record(p);
-        const value = encodeJsonRecord(
-          {
-            uid: r.uid,
-            text: r.text,
-            url: r.url,
-            model: r.model,
-            imageEmbedding: r.imageEmbedding,
-            textEmbedding: r.textEmbedding,
-          },
-          { embeddingEncoding: "base64" },
-        );
-        records.push(
-          await decoder.decode({
-            source: { topic: o.topic, partition: 0, offset: String(p) },
-            key: Buffer.from(r.uid),
-            value,
-            headers: {},
-            timestamp: "0",
-          }),
-        );
-      }
-      start += size;
-      const plan = planWindow(records, bank, {
-        dim,
-        baseSeed: o.seed,
-        draws: o.draws,
-        batchSize: o.batchSize,
-        tau: o.tau,
-      });
-      const n = plan.pool.scoredRows;
-      const loss = await engine.sClipLoss(plan.pool, plan.draws, o.tau);
-      const ns = await engine.normSim(plan.pool.image.subarray(0, n * dim), n, target);
-      const rows = plan.scoredIndex.map((_, row) => ({
-        clip_score: loss.clipScore[row],
-        s_clip_loss: loss.sClipLoss[row],
-        normsim_2: ns.normsim2[row],
-        normsim_inf: ns.normsimInf[row],
-      }));
-      const decisions = policy.decide(rows as ScoreRow[]);
-      const outcomes: RecordOutcome[] = plan.scoredIndex.map((ri, row) => ({
-        record: plan.records[ri],
-        decision: decisions[row].decision,
-        reason: decisions[row].reason,
-        scores: rows[row],
-      }));
-      bank?.push(
-        plan.pool.image.subarray(0, n * dim),
-        plan.pool.text.subarray(0, n * dim),
-        plan.scoredIndex.map((i) => plan.records[i].source),
+    for (let p = 0; p < count; p++) {
+      const r = sim.record(p);
+      const value = encodeJsonRecord(
+        {
+          uid: r.uid,
+          text: r.text,
+          url: r.url,
+          model: r.model,
+          imageEmbedding: r.imageEmbedding,
+          textEmbedding: r.textEmbedding,
+        },
+        { embeddingEncoding: "base64" },
       );
-      windows.push({ id: plan.id, outcomes, deliveredAt: 0 });
+      const record = await decoder.decode({
+        source: { topic: o.topic, partition: 0, offset: String(p) },
+        key: Buffer.from(r.uid),
+        value,
+        headers: {},
+        timestamp: "0",
+      });
+      await decide(cut.add(record));
     }
+    await decide(cut.cut());
   } finally {
     await decoder.close();
   }

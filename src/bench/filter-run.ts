@@ -3,6 +3,7 @@
  * one input topic until a given number of records is decided, and hand back every window's outcomes
  * in delivery order. The fidelity study and the end-to-end benchmark both measure through this.
  */
+
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../common/logger.ts";
 import { createPipelineMetrics, type PipelineMetrics } from "../common/metrics.ts";
@@ -10,6 +11,7 @@ import { createKafkaClient } from "../kafka/index.ts";
 import { type RunConfig, type RunConfigInput, resolveRunConfig } from "../pipeline/config.ts";
 import { buildPipeline } from "../pipeline/pipeline.ts";
 import type { RecordOutcome } from "../sink/outputs.ts";
+import { outputTopicNames, prefixedOutputTopics } from "../sink/topics.ts";
 
 export interface DeliveredWindow {
   id: string;
@@ -32,11 +34,7 @@ export function runTopics(prefix: string) {
   const p = `${prefix}-${id}`;
   return {
     group: `${p}-group`,
-    accepted: `${p}.accepted`,
-    rejected: `${p}.rejected`,
-    deadLetter: `${p}.dead-letter`,
-    scores: `${p}.scores`,
-    windowsTopic: `${p}.windows`,
+    ...prefixedOutputTopics(p),
     stateTopic: `${p}-group-policy-state`,
     instanceId: id,
   };
@@ -71,7 +69,7 @@ export async function runFilter(options: {
   onWindow?(window: DeliveredWindow, decided: number): void;
 }): Promise<FilterRun> {
   const names = runTopics(options.prefix ?? "bench");
-  const outputs = [names.accepted, names.rejected, names.deadLetter, names.scores, names.windowsTopic];
+  const outputs = outputTopicNames(names);
   await createTopics(options.brokers, outputs);
   const config = resolveRunConfig({
     flags: { brokers: options.brokers, input: options.input, ...names, ...options.flags },

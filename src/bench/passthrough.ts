@@ -1,28 +1,27 @@
 /**
- * The end-to-end benchmark's baseline: the filter's own source, decoder, window cut, output building
- * and transactional sink (the modules `buildPipeline` assembles), with every record accepted and no
- * scoring or policy. What the filter costs is then the difference between the two, measured on the
+ * The end-to-end benchmark's baseline: the filter's own source, decoder, backpressure, window cut
+ * (src/window/cut.ts), output building and transactional sink (the parts `buildPipeline` wires), with
+ * every record accepted and no scoring or policy. What the filter costs is then the difference between the two, measured on the
  * same broker, records and machine.
  *
  * It also times what the filter's metrics do not split: decoding, and, from the client's request timings,
  * the broker's Produce requests against the transaction's commit requests (AddOffsetsToTxn,
  * TxnOffsetCommit, EndTxn).
  */
-import { bufferTime, concatMap, filter, from, lastValueFrom, Subject } from "rxjs";
+import { concatMap, from, lastValueFrom, Subject } from "rxjs";
+import { systemClock } from "../common/clock.ts";
 import type { Logger } from "../common/logger.ts";
 import { createDecoder } from "../decode/decoder.ts";
 import type { DecodedRecord } from "../decode/types.ts";
 import { createKafkaClient } from "../kafka/index.ts";
+import { Backpressure } from "../pipeline/backpressure.ts";
 import type { RunConfig } from "../pipeline/config.ts";
+import { maxUndelivered } from "../pipeline/settings.ts";
 import { createKafkaSink } from "../sink/kafka-sink.ts";
-import {
-  buildWindowOutputs,
-  nextOffsets,
-  type OutMessage,
-  type OutputTopics,
-  type RecordOutcome,
-} from "../sink/outputs.ts";
+import { buildWindowOutputs, nextOffsets, type OutMessage, type RecordOutcome } from "../sink/outputs.ts";
+import { type OutputTopics, outputTopicsOf } from "../sink/topics.ts";
 import { createKafkaSource } from "../source/kafka-source.ts";
+import { cutWindows } from "../window/cut.ts";
 import { planWindow } from "../window/window.ts";
 
 export interface StageSeconds {
@@ -63,6 +62,7 @@ export function passthroughOutputs(
     draws: 1,
     batchSize: config.batchSize,
     tau: config.tau,
+    plannedAt: Date.now(),
   });
   const outcomes: RecordOutcome[] = records.map((record) =>
     record.failure
@@ -116,17 +116,9 @@ export async function buildPassthrough(
     transactionTimeoutMs: config.transactionTimeoutMs,
     logger,
   });
-  const topics: OutputTopics = {
-    accepted: config.accepted,
-    rejected: config.rejected,
-    deadLetter: config.deadLetter,
-    scores: config.scores,
-    windows: config.windowsTopic,
-  };
+  const topics = outputTopicsOf(config);
   const records$ = new Subject<DecodedRecord>();
-  let undelivered = 0;
-  const maxUndelivered = config.maxQueuedWindows * config.windowSize;
-  let waiters: (() => void)[] = [];
+  const backpressure = new Backpressure(maxUndelivered(config), systemClock);
   let stopping = false;
   let firstFetchAt = 0;
   const source = createKafkaSource({
@@ -140,15 +132,9 @@ export async function buildPassthrough(
       const t = performance.now();
       const decoded = await decoder.decodeBatch(raws);
       stages.decode += (performance.now() - t) / 1000;
-      undelivered += decoded.length;
+      backpressure.taken(decoded.length);
       for (const r of decoded) records$.next(r);
-      while (undelivered > maxUndelivered && !stopping) {
-        await new Promise<void>((resolve) => {
-          waiters.push(resolve);
-          setTimeout(resolve, 1000);
-        });
-        await heartbeat();
-      }
+      await backpressure.waitForRoom(() => !stopping, heartbeat);
     },
   });
   const processWindow = async (records: DecodedRecord[]) => {
@@ -162,16 +148,12 @@ export async function buildPassthrough(
       stages.windows++;
       hooks.onWindowDelivered?.({ outcomes, deliveredAt: Date.now() });
     } finally {
-      undelivered -= records.length;
-      const w = waiters;
-      waiters = [];
-      for (const f of w) f();
+      backpressure.released(records.length);
     }
   };
   const windows$ = records$.pipe(
-    bufferTime(config.lingerMs, null, config.windowSize),
-    filter((w) => w.length > 0),
-    concatMap((w) => from(processWindow(w))),
+    cutWindows(config, (r: DecodedRecord) => !r.failure),
+    concatMap((w) => from(processWindow(w.items))),
   );
   let processing: Promise<unknown> = Promise.resolve();
   let closed = false;

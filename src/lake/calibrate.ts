@@ -4,7 +4,8 @@
  * the saved sketches hold what a filter that had seen the sample would hold; the thresholds it prints
  * are the cut-offs that keep the requested fractions of the sample.
  *
- * Inputs: a topic of clipsieve input records (scored here with run's window and score code), a scores
+ * Inputs: a topic of clipsieve input records (cut and scored by run's own window cut and scorer,
+ * src/window/, so the windows are run's: the same ids and members from the same topic), a scores
  * topic or its JSON Lines dump (already scored: grouped back into their windows), or score tables from
  * `clipsieve score` (.parquet, .arrow, .jsonl rows; fed in chunks of the window size).
  */
@@ -25,9 +26,10 @@ import {
   type ScoreRow,
 } from "../policy/index.ts";
 import type { ScoreRecord } from "../sink/outputs.ts";
+import { WindowCut } from "../window/cut.ts";
+import type { ScoredWindow, WindowScorer } from "../window/scorer.ts";
 import { parseScoreRecord } from "./score-records.ts";
 import { consumeRange } from "./topic-range.ts";
-import type { WindowScorer } from "./window-scorer.ts";
 
 export interface CalibrationResult {
   state: PolicyState;
@@ -214,7 +216,8 @@ export interface InputScoring {
 
 /**
  * A topic: score records (a scores topic) or clipsieve input records, told apart by the first record.
- * Input records are cut into windows of `windowSize` in the order they arrive and scored as `run` does.
+ * Input records are cut into windows as `run` cuts them (size and bank priming; a bounded read never
+ * lingers) in the order they arrive, and scored as `run` scores them.
  */
 export async function calibrateFromTopic(opts: {
   kafka: KafkaClient;
@@ -224,18 +227,21 @@ export async function calibrateFromTopic(opts: {
   windowSize: number;
   limit?: number;
   makeInputScoring(): Promise<InputScoring>;
+  /** Hears every scored window of input records (tests compare them with run's). */
+  onWindow?(window: ScoredWindow): void;
 }): Promise<"scores" | "inputs"> {
   const { calibration, windowSize } = opts;
   const limit = opts.limit ?? Number.POSITIVE_INFINITY;
   let kind: "scores" | "inputs" | undefined;
   const grouper = new WindowGrouper(calibration);
   let scoring: InputScoring | undefined;
-  let pending: DecodedRecord[] = [];
-  const scoreWindow = async (records: DecodedRecord[]) => {
-    if (records.length === 0 || !scoring) return;
-    const { rows } = await scoring.scorer.score(records);
-    calibration.skipped += records.length - rows.length;
-    calibration.addWindow(rows);
+  let cut: WindowCut<DecodedRecord> | undefined;
+  const scoreWindow = async (records: DecodedRecord[] | undefined) => {
+    if (!records || !scoring) return;
+    const scored = await scoring.scorer.scoreAndRemember(records);
+    calibration.skipped += records.length - scored.rows.length;
+    calibration.addWindow(scored.rows);
+    opts.onWindow?.(scored);
   };
 
   let stopRequested: (() => void) | undefined;
@@ -252,7 +258,13 @@ export async function calibrateFromTopic(opts: {
       if (kind === undefined) {
         kind = looksLikeScoreRecord(take[0]!.value) ? "scores" : "inputs";
         opts.logger.info({ topic: opts.topic, kind }, "calibrating from the topic's records");
-        if (kind === "inputs") scoring = await opts.makeInputScoring();
+        if (kind === "inputs") {
+          scoring = await opts.makeInputScoring();
+          cut = new WindowCut(
+            { windowSize, bankSize: scoring.scorer.settings.bankSize },
+            (r: DecodedRecord) => !r.failure,
+          );
+        }
       }
       if (kind === "scores") {
         for (const r of take) {
@@ -261,11 +273,12 @@ export async function calibrateFromTopic(opts: {
         }
       } else {
         calibration.read += take.length;
-        pending.push(...(await scoring!.decode(take)));
-        while (pending.length >= windowSize) {
-          await scoreWindow(pending.slice(0, windowSize));
-          pending = pending.slice(windowSize);
-          await heartbeat();
+        for (const record of await scoring!.decode(take)) {
+          const window = cut!.add(record);
+          if (window) {
+            await scoreWindow(window);
+            await heartbeat();
+          }
         }
       }
       if (calibration.read >= limit) stopRequested?.();
@@ -279,7 +292,7 @@ export async function calibrateFromTopic(opts: {
     }
     await range.finished;
     grouper.flush();
-    await scoreWindow(pending);
+    await scoreWindow(cut?.cut());
   } finally {
     await scoring?.close();
   }

@@ -46,9 +46,3 @@ export {
   type RangeConsumer,
   topicOffsets,
 } from "./topic-range.ts";
-export {
-  createWindowScorer,
-  type ScoredWindow,
-  type WindowScorer,
-  type WindowScoring,
-} from "./window-scorer.ts";

@@ -9,12 +9,14 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { ClipsieveError } from "../common/errors.ts";
 import { KAFKA_ADAPTERS } from "../kafka/index.ts";
+import {
+  OUTPUT_TOPICS,
+  type OutputTopics,
+  outputTopicSchema,
+  outputTopicsOf,
+  topicName as topic,
+} from "../sink/topics.ts";
 
-const topic = z
-  .string()
-  .min(1)
-  .max(249)
-  .regex(/^[a-zA-Z0-9._-]+$/, "a Kafka topic name (letters, digits, . _ -)");
 const positiveInt = z.coerce.number().int().positive();
 
 export const runConfigSchema = z
@@ -29,18 +31,20 @@ export const runConfigSchema = z
       .min(1)
       .describe("Consumer group id (also names the transactional ids and the policy state)"),
     input: topic.describe("Input topic of image-text records"),
-    accepted: topic.describe("Topic for accepted records (original bytes + score headers)"),
-    rejected: topic.describe("Topic for rejected records (original bytes + score headers)"),
-    deadLetter: topic.describe("Topic for records that could not be scored, with the error"),
-    scores: topic.describe("Topic with one compact score record per input record"),
-    windowsTopic: topic.optional().describe("Topic with one manifest per window (default: <scores>-windows)"),
+    ...(outputTopicSchema() as {
+      accepted: typeof topic;
+      rejected: typeof topic;
+      deadLetter: typeof topic;
+      scores: typeof topic;
+      windowsTopic: z.ZodOptional<typeof topic>;
+    }),
     stateTopic: topic
       .optional()
       .describe("Compacted topic holding the policy state (default: <group>-policy-state)"),
     kafkaClient: z
       .enum(KAFKA_ADAPTERS)
       .default(KAFKA_ADAPTERS[0])
-      .describe("Kafka client library: librdkafka (default) or kafkajs (pure JavaScript fallback)"),
+      .describe("Kafka client library: librdkafka, or kafkajs (pure JavaScript fallback)"),
     format: z.enum(["json", "avro"]).default("json").describe("Input value format"),
     schemaRegistry: z.url().optional().describe("Confluent Schema Registry URL (required for avro)"),
     windowSize: positiveInt.default(4096).describe("Records per window"),
@@ -72,7 +76,7 @@ export const runConfigSchema = z
     thenKeep: z
       .string()
       .optional()
-      .describe("Second stage (flag --then), <score>=<fraction> of the whole stream"),
+      .describe("Second stage, <score>=<fraction> of the whole stream (needs --keep)"),
     threshold: z
       .union([z.string(), z.array(z.string())])
       .transform((v) => (Array.isArray(v) ? v : [v]))
@@ -83,7 +87,7 @@ export const runConfigSchema = z
       .int()
       .min(0)
       .optional()
-      .describe("Records before the quantile sketch is trusted"),
+      .describe("Records before the quantile sketch is trusted (default 10000)"),
     warmupMode: z.string().optional().describe("What happens during warm-up: provisional | accept | reject"),
     policyFile: z.string().optional().describe("Start the policy from this state file (from `calibrate`)"),
     delivery: z
@@ -150,9 +154,24 @@ export const runConfigSchema = z
   .strict();
 
 export type RunConfigInput = z.input<typeof runConfigSchema>;
-export type RunConfig = z.output<typeof runConfigSchema> & { windowsTopic: string; stateTopic: string };
+export type RunConfig = z.output<typeof runConfigSchema> & OutputTopics & { stateTopic: string };
 
-export const RUN_CONFIG_KEYS = Object.keys(runConfigSchema.shape) as (keyof typeof runConfigSchema.shape)[];
+export type RunConfigKey = keyof typeof runConfigSchema.shape;
+export const RUN_CONFIG_KEYS = Object.keys(runConfigSchema.shape) as RunConfigKey[];
+
+/** Keys only `run` takes: `replay` names its group and versioned output topics itself. */
+export const RUN_ONLY_KEYS: readonly RunConfigKey[] = [
+  "group",
+  "input",
+  ...OUTPUT_TOPICS.map((t) => t.key),
+  "stateTopic",
+  "instanceId",
+];
+
+/** `deadLetter` -> `dead-letter`; `thenKeep` -> `then` (a `then` key would make the config look like a promise). */
+export function flagName(key: string): string {
+  return key === "thenKeep" ? "then" : key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
 
 /** `deadLetter` -> `CLIPSIEVE_DEAD_LETTER`. */
 export function envVarName(key: string): string {
@@ -218,8 +237,7 @@ export function resolveRunConfig(layers: {
   for (const [k, v] of Object.entries(layers.flags ?? {})) {
     if (v === undefined) continue;
     merged[k] = v;
-    origin[k] =
-      k === "thenKeep" ? "flag --then" : `flag --${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    origin[k] = `flag --${flagName(k)}`;
   }
   const result = runConfigSchema.safeParse(merged);
   if (!result.success) {
@@ -241,7 +259,7 @@ export function resolveRunConfig(layers: {
   }
   return {
     ...cfg,
-    windowsTopic: cfg.windowsTopic ?? `${cfg.scores}-windows`,
+    ...outputTopicsOf(cfg),
     stateTopic: cfg.stateTopic ?? `${cfg.group}-policy-state`,
   };
 }

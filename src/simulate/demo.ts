@@ -4,6 +4,7 @@
  * paper's two-stage policy, shows progress, prints a summary, and removes everything it made: the
  * broker and its folder, the target set, and (on a broker it was given) its topics.
  */
+
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +14,7 @@ import { createKafkaClient } from "../kafka/index.ts";
 import { resolveRunConfig } from "../pipeline/config.ts";
 import { buildPipeline, type Pipeline } from "../pipeline/pipeline.ts";
 import { createScoringEngine } from "../score/engine.ts";
+import { outputTopicNames, prefixedOutputTopics } from "../sink/topics.ts";
 import { type BrokerHandle, brokersOrLocal } from "./broker.ts";
 import { createSimulation, type SimOrder } from "./generator.ts";
 import { ensureTopic, produceSimulation } from "./producer.ts";
@@ -80,16 +82,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const write = (s: string) => o.out.write(s);
   const runId = Math.random().toString(16).slice(2, 10);
   const prefix = `clipsieve-demo-${runId}`;
-  const names = {
-    input: `${prefix}.input`,
-    accepted: `${prefix}.accepted`,
-    rejected: `${prefix}.rejected`,
-    deadLetter: `${prefix}.dead-letter`,
-    scores: `${prefix}.scores`,
-    windows: `${prefix}.windows`,
-    group: `${prefix}-filter`,
-  };
-  const topics = [names.input, names.accepted, names.rejected, names.deadLetter, names.scores, names.windows];
+  const outputs = prefixedOutputTopics(prefix);
+  const names = { input: `${prefix}.input`, group: `${prefix}-filter`, ...outputs };
+  const topics = [names.input, ...outputTopicNames(outputs)];
   const stateTopic = `${names.group}-policy-state`;
   const workDir = mkdtempSync(join(tmpdir(), `${prefix}-`));
   const tally = new DemoTally();
@@ -126,11 +121,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         brokers: broker.brokers,
         group: names.group,
         input: names.input,
-        accepted: names.accepted,
-        rejected: names.rejected,
-        deadLetter: names.deadLetter,
-        scores: names.scores,
-        windowsTopic: names.windows,
+        ...outputs,
         stateTopic,
         target: targetPath,
         windowSize: o.windowSize,

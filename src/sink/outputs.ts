@@ -4,6 +4,7 @@
  * the error; every input record also gets one compact JSON record on the scores topic.
  */
 import type { DecodedRecord, SourceRef } from "../decode/types.ts";
+import type { OutputTopics } from "./topics.ts";
 
 export type Decision = "accepted" | "rejected" | "dead_letter";
 
@@ -19,13 +20,7 @@ export interface RecordOutcome {
   thresholds?: Record<string, number>;
 }
 
-export interface OutputTopics {
-  accepted: string;
-  rejected: string;
-  deadLetter: string;
-  scores: string;
-  windows: string;
-}
+export type { OutputTopics };
 
 export interface OutMessage {
   key: Buffer | string | null;
@@ -148,7 +143,7 @@ export function buildWindowOutputs(
       ?.push({ key: r.uid ?? sourceHeader(r.source), value: JSON.stringify(scoreRecord), headers: {} });
   }
   if (manifest !== undefined) {
-    byTopic.set(topics.windows, [{ key: ctx.windowId, value: JSON.stringify(manifest), headers: {} }]);
+    byTopic.set(topics.windowsTopic, [{ key: ctx.windowId, value: JSON.stringify(manifest), headers: {} }]);
   }
   return byTopic;
 }

@@ -8,7 +8,10 @@
  * rows are kept (and only those, and only until their last use), so memory stays proportional to the
  * bank and to how far the partitions drift apart, not to the whole replay.
  */
+import { Observable, type OperatorFunction } from "rxjs";
+import type { Logger } from "../common/logger.ts";
 import type { DecodedRecord, SourceRef } from "../decode/types.ts";
+import type { FormedWindow } from "./cut.ts";
 import { decodeRuns } from "./ranges.ts";
 import type { RecordedWindow, WindowManifest } from "./window.ts";
 
@@ -98,4 +101,68 @@ export class ReproduceWindower {
     }
     return out;
   }
+}
+
+/**
+ * Re-form recorded windows in a stream (`replay --reproduce`). Records no recorded window holds (the
+ * range went past the recorded run) are cut into ordinary windows once every recorded window is
+ * formed, or when the stream ends. `held.waiting` reports how many records wait here, so that the
+ * backpressure does not count them: holding back the fetch would starve the very window they wait on.
+ */
+export function reformWindows<T>(
+  manifests: readonly WindowManifest[],
+  recordOf: (item: T) => DecodedRecord,
+  logger: Logger,
+  held: { waiting: number },
+): OperatorFunction<T, FormedWindow<T>> {
+  return (items$) =>
+    new Observable<FormedWindow<T>>((subscriber) => {
+      const windower = new ReproduceWindower(manifests);
+      const items = new Map<DecodedRecord, T>();
+      const strays: T[] = [];
+
+      const take = (item: T): void => {
+        const record = recordOf(item);
+        if (!windower.holds(record.source)) {
+          strays.push(item);
+          if (windower.remaining === 0) subscriber.next({ items: strays.splice(0) });
+          return;
+        }
+        items.set(record, item);
+        for (const w of windower.add([record])) {
+          const formed = w.records.map((r) => items.get(r) as T);
+          for (const r of w.records) items.delete(r);
+          subscriber.next({ items: formed, recorded: w.recorded });
+        }
+      };
+
+      return items$.subscribe({
+        next: (item) => {
+          try {
+            take(item);
+          } catch (err) {
+            subscriber.error(err);
+          }
+          held.waiting = items.size + strays.length;
+        },
+        error: (err) => subscriber.error(err),
+        complete: () => {
+          held.waiting = 0;
+          if (windower.remaining > 0) {
+            logger.warn(
+              { windows: windower.remaining },
+              "recorded windows left incomplete: their records were not all read",
+            );
+          }
+          if (strays.length > 0) {
+            logger.warn(
+              { records: strays.length },
+              "records outside the recorded windows were cut into new windows",
+            );
+            subscriber.next({ items: strays.splice(0) });
+          }
+          subscriber.complete();
+        },
+      });
+    });
 }

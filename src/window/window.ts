@@ -65,7 +65,15 @@ export interface RecordedWindow {
 export function planWindow(
   records: DecodedRecord[],
   bank: NegativeBank | undefined,
-  opts: { dim: number; baseSeed: number; draws: number; batchSize: number; tau: number },
+  opts: {
+    dim: number;
+    baseSeed: number;
+    draws: number;
+    batchSize: number;
+    tau: number;
+    /** When the window is planned (ms since the epoch), for its manifest. */
+    plannedAt: number;
+  },
   recorded?: RecordedWindow,
 ): WindowPlan {
   const { dim } = opts;
@@ -102,7 +110,7 @@ export function planWindow(
     draws,
     manifest: {
       window_id: id,
-      planned_at: Date.now(),
+      planned_at: opts.plannedAt,
       seed,
       draws: opts.draws,
       batch_size: opts.batchSize,

@@ -117,7 +117,7 @@ test("a replay killed mid-way and started again ends with exactly one output per
   const n = 600;
   await producePairs(kafka, input, n, 22);
   const prefix = uniqueName("d");
-  const args = replayArgs(input, prefix, ["--instance-id", "x"]);
+  const args = replayArgs(input, prefix);
   const first = spawnClipsieve(args);
   // Kill it once some windows are out but well before the end.
   const admin = kafka.admin();

@@ -17,11 +17,11 @@ import {
 } from "../../lake/calibrate.ts";
 import { createLakeKafka, parseBrokers } from "../../lake/kafka.ts";
 import { parseScoreSource } from "../../lake/score-records.ts";
-import { createWindowScorer } from "../../lake/window-scorer.ts";
 import { addPolicyOptions, describePolicy, type PolicyFlags, parsePolicyFlags } from "../../policy/index.ts";
 import { createScoringEngine } from "../../score/engine.ts";
 import { loadTarget, UNKNOWN_MODEL } from "../../score/target-set.ts";
 import type { Device } from "../../score/types.ts";
+import { WindowScorer } from "../../window/scorer.ts";
 
 interface CalibrateOptions extends PolicyFlags {
   input: string[];
@@ -151,7 +151,7 @@ async function makeInputScoring(
     { format: opts.format, schemaRegistryUrl: opts.schemaRegistry, expectedDim: dim, expectedModel: model },
     { logger },
   );
-  const scorer = createWindowScorer(engine, {
+  const scorer = new WindowScorer(engine, {
     dim,
     bankSize: intFlag("--bank-size", opts.bankSize, 0),
     draws: intFlag("--draws", opts.draws, 1),

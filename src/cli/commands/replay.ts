@@ -14,6 +14,7 @@ import { createLogger, type Logger } from "../../common/logger.ts";
 import { createKafkaClient, type KafkaClient } from "../../kafka/index.ts";
 import { RangeTracker } from "../../pipeline/bounds.ts";
 import { buildPipeline } from "../../pipeline/pipeline.ts";
+import { outputTopicNames, prefixedOutputTopics } from "../../sink/topics.ts";
 import { decodeRuns } from "../../window/ranges.ts";
 import type { WindowManifest } from "../../window/window.ts";
 import { createProgress } from "../progress.ts";
@@ -152,15 +153,16 @@ export function registerReplayCommand(program: Command): void {
     } = opts;
     const config = configFromOptions(filterOpts, {
       group: `clipsieve-replay-${prefix}`,
-      accepted: `${prefix}.accepted`,
-      rejected: `${prefix}.rejected`,
-      deadLetter: `${prefix}.dead-letter`,
-      scores: `${prefix}.scores`,
-      windowsTopic: `${prefix}.windows`,
+      ...prefixedOutputTopics(prefix),
       stateTopic: `${prefix}.policy-state`,
       instanceId: "replay",
     });
-    const kafka = createKafkaClient({ brokers: config.brokers, clientId: "clipsieve-replay", logger });
+    const kafka = createKafkaClient({
+      brokers: config.brokers,
+      clientId: "clipsieve-replay",
+      logger,
+      adapter: config.kafkaClient,
+    });
 
     const manifests =
       typeof reproduceTopic === "string" ? await readManifests(kafka, reproduceTopic) : undefined;
@@ -176,11 +178,7 @@ export function registerReplayCommand(program: Command): void {
     for (const p of start.keys()) if (!end.has(p)) end.set(p, start.get(p) as bigint);
     for (const p of end.keys()) if (!start.has(p)) start.set(p, end.get(p) as bigint);
 
-    await ensureOutputTopics(
-      kafka,
-      [config.accepted, config.rejected, config.deadLetter, config.scores, config.windowsTopic],
-      Math.max(1, end.size),
-    );
+    await ensureOutputTopics(kafka, outputTopicNames(config), Math.max(1, end.size));
     const from = await positionGroup(kafka, config.group, config.input, start, logger);
     const range = new RangeTracker(from, end);
     if ([...end].every(([p, e]) => (from.get(p) ?? 0n) >= e)) {

@@ -1,0 +1,93 @@
+/**
+ * The filter's settings, resolved once from the run configuration and what it names (the target
+ * set, the embed stage's teacher), before anything connects: every later part reads these, none
+ * reads the raw configuration again. Inconsistent settings fail here, with the key at fault.
+ */
+import { ClipsieveError } from "../common/errors.ts";
+import { type PolicySpec, parsePolicyFlags } from "../policy/index.ts";
+import type { TargetSet } from "../score/types.ts";
+import { type OutputTopics, outputTopicsOf } from "../sink/topics.ts";
+import type { CutSettings } from "../window/cut.ts";
+import type { ScorerSettings } from "../window/scorer.ts";
+import type { RunConfig } from "./config.ts";
+
+export interface PipelineSettings {
+  /** Embedding dimension D: --dim, else the target set's, else the embed teacher's, else 768. */
+  dim: number;
+  /** The teacher every record must name: --model, else the target set's, else the embed teacher's. */
+  model: string | undefined;
+  policy: PolicySpec;
+  topics: OutputTopics;
+  cut: CutSettings & { lingerMs: number };
+  scorer: ScorerSettings;
+  /** Records fetched but not delivered before the source waits (at least one primed first window). */
+  maxUndelivered: number;
+  transactionalId: string;
+}
+
+/** What the configuration names, once loaded: the target set and the embed stage's teacher. */
+export interface NamedArtifacts {
+  target?: TargetSet;
+  embed?: { dim: number; model: string };
+}
+
+export function resolveSettings(config: RunConfig, named: NamedArtifacts = {}): PipelineSettings {
+  const { target, embed } = named;
+  const dim = config.dim ?? target?.dim ?? embed?.dim ?? 768;
+  if (target && target.dim !== dim) {
+    throw new ClipsieveError(
+      "TARGET_MISMATCH",
+      `Target set ${config.target} has D=${target.dim}, but --dim is ${dim}.`,
+    );
+  }
+  const model =
+    config.model ?? (target && target.model !== "unknown" ? target.model : undefined) ?? embed?.model;
+  const policy = parsePolicyFlags({
+    keep: config.keep,
+    // biome-ignore lint/suspicious/noThenProperty: the value of the --then flag, as the policy's parser names it
+    then: config.thenKeep,
+    threshold: config.threshold,
+    warmup: config.warmup,
+    warmupMode: config.warmupMode,
+  });
+  const needsTarget = policyScores(policy).filter((s) => s.startsWith("normsim"));
+  if (needsTarget.length > 0 && !target) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      `The policy uses ${needsTarget.join(", ")}, which needs --target <file>.`,
+    );
+  }
+  return {
+    dim,
+    model,
+    policy,
+    topics: outputTopicsOf(config),
+    cut: { windowSize: config.windowSize, bankSize: config.bankSize, lingerMs: config.lingerMs },
+    scorer: {
+      dim,
+      bankSize: config.bankSize,
+      draws: config.draws,
+      batchSize: config.batchSize,
+      tau: config.tau,
+      seed: config.seed,
+      target,
+    },
+    maxUndelivered: maxUndelivered(config),
+    transactionalId: `clipsieve-${config.group}-${config.instanceId}`,
+  };
+}
+
+/** The scores a policy's rules read. */
+export function policyScores(spec: PolicySpec): string[] {
+  return [spec.keep?.score, spec.thenKeep?.score, ...spec.thresholds.map((t) => t.score)].filter(
+    (s): s is NonNullable<typeof s> => s !== undefined,
+  );
+}
+
+/** Records fetched but undelivered before the source waits: maxQueuedWindows windows, or more. */
+export function maxUndelivered(
+  config: Pick<RunConfig, "maxQueuedWindows" | "windowSize" | "bankSize">,
+): number {
+  // A primed first window holds windowSize + bankSize records: intake must not pause before.
+  return Math.max(config.maxQueuedWindows * config.windowSize, config.windowSize + config.bankSize);
+}
