@@ -46,7 +46,7 @@ export interface PlacementReport {
 async function child(device: string, graph: GraphName): Promise<void> {
   const ort = await import("onnxruntime-node");
   const graphs = await import("../../src/score/graphs.ts");
-  const { sessionOptions } = await import("../../src/score/engine.ts");
+  const { sessionOptions } = await import("../../src/score/onnx-session.ts");
   const options = {
     ...sessionOptions(device as "cpu", 1),
     logSeverityLevel: 0 as const,

@@ -5,7 +5,7 @@
 import * as ort from "onnxruntime-node";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
-import { sessionOptions } from "../score/engine.ts";
+import { sessionOptions } from "../score/onnx-session.ts";
 import type { Device } from "../score/types.ts";
 
 export const IMAGE_INPUT_NAMES = ["pixel_values", "image", "input"] as const;

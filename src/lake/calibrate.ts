@@ -17,14 +17,8 @@ import type { DecodedRecord, RawRecord } from "../decode/types.ts";
 import { extensionOf } from "../io/files.ts";
 import { readTable } from "../io/table.ts";
 import type { KafkaClient } from "../kafka/index.ts";
-import {
-  createPolicy,
-  type Policy,
-  type PolicySpec,
-  type PolicyState,
-  SCORE_NAMES,
-  type ScoreRow,
-} from "../policy/index.ts";
+import { createPolicy, type Policy, type PolicySpec, type PolicyState } from "../policy/index.ts";
+import { SCORE_NAMES, type ScoreRow } from "../score/registry.ts";
 import type { ScoreRecord } from "../sink/outputs.ts";
 import { WindowCut } from "../window/cut.ts";
 import type { ScoredWindow, WindowScorer } from "../window/scorer.ts";

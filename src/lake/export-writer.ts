@@ -24,7 +24,7 @@ import * as arrow from "apache-arrow";
 import { ClipsieveError } from "../common/errors.ts";
 import { outputError, writeAll, writeFileAtomic } from "../io/files.ts";
 import { parquetBytes } from "../io/parquet.ts";
-import { SCORE_NAMES } from "../policy/types.ts";
+import { SCORE_NAMES } from "../score/registry.ts";
 
 /** One accepted record, as it goes into a file. */
 export interface ExportRecord {

@@ -28,7 +28,7 @@ export {
   hourFolder,
   listExportFiles,
 } from "./export-writer.ts";
-export { createLakeKafka, parseBrokers } from "./kafka.ts";
+export { createLakeKafka } from "./kafka.ts";
 export { type LoadOptions, type LoadSummary, listShards, loadDataComp, type Shard } from "./load.ts";
 export {
   describeSource,

@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { ClipsieveError } from "../common/errors.ts";
+import { BROKER_PATTERN, splitBrokerList } from "../kafka/brokers.ts";
 import { KAFKA_ADAPTERS } from "../kafka/index.ts";
 import {
   OUTPUT_TOPICS,
@@ -23,8 +24,8 @@ export const runConfigSchema = z
   .object({
     brokers: z
       .union([z.string(), z.array(z.string())])
-      .transform((v) => (Array.isArray(v) ? v : v.split(",")).map((s) => s.trim()).filter(Boolean))
-      .pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, "host:port")).min(1))
+      .transform(splitBrokerList)
+      .pipe(z.array(z.string().regex(BROKER_PATTERN, "host:port")).min(1))
       .describe("Kafka bootstrap brokers, comma-separated host:port"),
     group: z
       .string()

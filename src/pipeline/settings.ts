@@ -5,6 +5,7 @@
  */
 import { ClipsieveError } from "../common/errors.ts";
 import { type PolicySpec, parsePolicyFlags } from "../policy/index.ts";
+import { type ScoreName, scoreNeedsTarget } from "../score/registry.ts";
 import type { TargetSet } from "../score/types.ts";
 import { type OutputTopics, outputTopicsOf } from "../sink/topics.ts";
 import type { CutSettings } from "../window/cut.ts";
@@ -50,7 +51,7 @@ export function resolveSettings(config: RunConfig, named: NamedArtifacts = {}): 
     warmup: config.warmup,
     warmupMode: config.warmupMode,
   });
-  const needsTarget = policyScores(policy).filter((s) => s.startsWith("normsim"));
+  const needsTarget = policyScores(policy).filter(scoreNeedsTarget);
   if (needsTarget.length > 0 && !target) {
     throw new ClipsieveError(
       "CONFIG_INVALID",
@@ -78,7 +79,7 @@ export function resolveSettings(config: RunConfig, named: NamedArtifacts = {}): 
 }
 
 /** The scores a policy's rules read. */
-export function policyScores(spec: PolicySpec): string[] {
+export function policyScores(spec: PolicySpec): ScoreName[] {
   return [spec.keep?.score, spec.thenKeep?.score, ...spec.thresholds.map((t) => t.score)].filter(
     (s): s is NonNullable<typeof s> => s !== undefined,
   );

@@ -1,3 +1,5 @@
+/** Re-exported for the policy's callers; the source of truth is the score registry. */
+export { SCORE_NAMES, type ScoreName, type ScoreRow } from "../score/registry.ts";
 export {
   addPolicyOptions,
   DEFAULT_WARMUP_MODE,
@@ -23,11 +25,4 @@ export {
   policyStateSchema,
 } from "./policy.ts";
 export { DEFAULT_SKETCH_K, type KllOptions, KllSketch, type KllState, kllStateSchema } from "./sketch.ts";
-export {
-  DECISION_REASONS,
-  type Decision,
-  type DecisionReason,
-  SCORE_NAMES,
-  type ScoreName,
-  type ScoreRow,
-} from "./types.ts";
+export { DECISION_REASONS, type DecisionReason, type PolicyDecision } from "./types.ts";

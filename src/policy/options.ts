@@ -7,8 +7,8 @@ import { createHash } from "node:crypto";
 import type { Command } from "commander";
 import { z } from "zod";
 import { ClipsieveError } from "../common/errors.ts";
+import { SCORE_NAMES, type ScoreName, scoreNeedsTarget } from "../score/registry.ts";
 import { DEFAULT_SKETCH_K } from "./sketch.ts";
-import { SCORE_NAMES, type ScoreName } from "./types.ts";
 
 export const WARMUP_MODES = ["provisional", "accept", "reject"] as const;
 export type WarmupMode = (typeof WARMUP_MODES)[number];
@@ -245,7 +245,7 @@ export function addPolicyOptions(command: Command): Command {
   return command
     .option(
       "--keep <score=fraction>",
-      `stage 1: keep the top fraction of the stream by a score (${SCORE_NAMES.join(", ")})`,
+      `stage 1: keep the top fraction of the stream by a score (${SCORE_NAMES.join(", ")}; ${SCORE_NAMES.filter(scoreNeedsTarget).join(", ")} need --target)`,
     )
     .option(
       "--then <score=fraction>",

@@ -29,6 +29,7 @@
  */
 import { z } from "zod";
 import { ClipsieveError } from "../common/errors.ts";
+import type { ScoreName, ScoreRow } from "../score/registry.ts";
 import {
   describePolicy,
   type PolicySpec,
@@ -38,7 +39,7 @@ import {
   sketchVersion,
 } from "./options.ts";
 import { KllSketch, kllStateSchema } from "./sketch.ts";
-import type { Decision, DecisionReason, ScoreName, ScoreRow } from "./types.ts";
+import type { DecisionReason, PolicyDecision } from "./types.ts";
 
 const STATE_FORMAT = "clipsieve.policy-state";
 
@@ -88,7 +89,7 @@ export interface Policy {
   /** Records decided so far, restored ones included. */
   readonly recordsSeen: number;
   /** One decision per row, in order. Throws POLICY_SCORE_INVALID (and changes nothing) on a bad score. */
-  decide(window: readonly ScoreRow[]): Decision[];
+  decide(window: readonly ScoreRow[]): PolicyDecision[];
   /** The cut-offs in force now (those the last window was decided by). */
   thresholds(): Record<string, number>;
   snapshot(): PolicyState;
@@ -159,7 +160,7 @@ export function createPolicy(specInput: PolicySpec, options: PolicyOptions = {})
     }
   }
 
-  function decide(window: readonly ScoreRow[]): Decision[] {
+  function decide(window: readonly ScoreRow[]): PolicyDecision[] {
     if (window.length === 0) return [];
     checkScores(window);
     if (keep && keepSketch) {
@@ -182,7 +183,7 @@ export function createPolicy(specInput: PolicySpec, options: PolicyOptions = {})
       reason: DecisionReason,
       rule: ScoreName | null,
       warm: boolean,
-    ): Decision => ({
+    ): PolicyDecision => ({
       decision: accepted ? "accepted" : "rejected",
       reason,
       rule,

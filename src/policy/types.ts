@@ -1,19 +1,9 @@
 /**
  * The policy stage's vocabulary (spec §5: policy, decision). Reasons and decisions are closed sets
- * because they become metric labels and record headers.
+ * because they become metric labels and record headers. The scores themselves (names, rows) live in
+ * the score registry, ../score/registry.ts.
  */
-
-/** The scores a policy can select on; the same keys everywhere (records, headers, flags, metrics). */
-export const SCORE_NAMES = ["clip_score", "s_clip_loss", "normsim_2", "normsim_inf"] as const;
-export type ScoreName = (typeof SCORE_NAMES)[number];
-
-/** One record's scores. NormSim scores exist only when a target set (or NormSim_2-D) is configured. */
-export interface ScoreRow {
-  clip_score: number;
-  s_clip_loss: number;
-  normsim_2?: number;
-  normsim_inf?: number;
-}
+import type { ScoreName } from "../score/registry.ts";
 
 export const DECISION_REASONS = [
   /** Every rule passed. */
@@ -31,7 +21,8 @@ export const DECISION_REASONS = [
 ] as const;
 export type DecisionReason = (typeof DECISION_REASONS)[number];
 
-export interface Decision {
+/** The policy's verdict on one record (the sink turns it into a RecordDecision on Kafka). */
+export interface PolicyDecision {
   decision: "accepted" | "rejected";
   reason: DecisionReason;
   /** The score whose rule failed (with the below_* reasons); null otherwise. */

@@ -12,9 +12,10 @@ import { promisify } from "node:util";
 import * as ort from "onnxruntime-node";
 import { silentLogger } from "../common/logger.ts";
 import { makeDraws } from "./draws.ts";
-import { createScoringEngine, type ScoringEngine, sessionOptions } from "./engine.ts";
+import { createScoringEngine, type ScoringEngine } from "./engine.ts";
 import { matMulGraph } from "./graphs.ts";
 import { normaliseRows } from "./normalise.ts";
+import { sessionOptions } from "./onnx-session.ts";
 import { createRandom } from "./random.ts";
 import type { Device, Pool, TargetSet } from "./types.ts";
 

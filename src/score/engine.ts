@@ -30,6 +30,7 @@ import {
   sClipLossExactBlockGraph,
   sClipLossFastBlockGraph,
 } from "./graphs.ts";
+import { sessionOptions } from "./onnx-session.ts";
 import type { Device, Draw, NormSimResult, Pool, SClipLossResult, TargetSet } from "./types.ts";
 
 export const DEVICES: readonly Device[] = ["cpu", "cuda", "webgpu"];
@@ -78,24 +79,6 @@ export interface ScoringEngine {
   /** sqrt(f_i^T G f_i) for each of the first `rows` rows of `image` and a dim x dim matrix G. */
   gramNorm(image: Float32Array, rows: number, dim: number, gram: Float32Array): Promise<Float32Array>;
   close(): Promise<void>;
-}
-
-/** onnxruntime session options for a provider; the benchmark uses the same. */
-export function sessionOptions(device: Device, threads: number): ort.InferenceSession.SessionOptions {
-  return {
-    executionProviders: [device],
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    executionMode: "sequential",
-    graphOptimizationLevel: "all",
-    // The engine reports a provider that cannot load itself (one warning); onnxruntime's own error
-    // lines about it would only repeat that, so a non-cpu attempt logs fatal errors only.
-    logSeverityLevel: device === "cpu" ? 3 : 4,
-    // onnxruntime's worker threads spin between runs by default. In the filter, ORT calls alternate
-    // with decoding and Kafka work on the same cores, which the spinning threads would take from them
-    // (and several filters or test processes on one machine burn their CPU spinning).
-    extra: { session: { intra_op: { allow_spinning: "0" } } },
-  };
 }
 
 interface Sessions {

@@ -1,11 +1,12 @@
-import type { ScoreRow } from "../policy/types.ts";
 import type { ScoringEngine } from "./engine.ts";
+import { SCORE_FAMILY_RUNS, type ScoreRow } from "./registry.ts";
 import type { Draw, Pool, TargetSet } from "./types.ts";
 
 /**
- * The score stage for one window: s-CLIPLoss over the pool and its draws, and NormSim of the scored
- * rows against the target set when there is one. One row per scored record, in pool order. Shared by
- * `run`/`replay` and `calibrate`, so a window is scored the same way wherever it is scored.
+ * The score stage for one window: every family of the score registry (./registry.ts) over the pool,
+ * its draws and tau; a family whose scores need a target set only when there is one. One row per
+ * scored record, in pool order, its keys in registry order. Shared by `run`/`replay` and
+ * `calibrate`, so a window is scored the same way wherever it is scored.
  */
 export async function scorePoolRows(
   engine: ScoringEngine,
@@ -16,16 +17,14 @@ export async function scorePoolRows(
 ): Promise<ScoreRow[]> {
   const n = pool.scoredRows;
   if (n === 0) return [];
-  const s = await engine.sClipLoss(pool, draws, tau);
-  const ns = target ? await engine.normSim(pool.image.subarray(0, n * pool.dim), n, target) : undefined;
-  const rows: ScoreRow[] = new Array(n);
-  for (let i = 0; i < n; i++) {
-    const row: ScoreRow = { clip_score: s.clipScore[i], s_clip_loss: s.sClipLoss[i] };
-    if (ns) {
-      row.normsim_2 = ns.normsim2[i];
-      row.normsim_inf = ns.normsimInf[i];
+  const rows: Record<string, number>[] = Array.from({ length: n }, () => ({}));
+  for (const family of SCORE_FAMILY_RUNS) {
+    if (family.needsTarget && !target) continue;
+    const columns = await family.compute({ engine, pool, draws, tau, target });
+    for (const name of family.scores) {
+      const column = columns[name] as ArrayLike<number>;
+      for (let i = 0; i < n; i++) rows[i][name] = column[i];
     }
-    rows[i] = row;
   }
-  return rows;
+  return rows as ScoreRow[];
 }

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../common/logger.ts";
+import { parseBrokers } from "../kafka/brokers.ts";
 import { createKafkaClient } from "../kafka/index.ts";
 import { readBrokerState, startLocalBroker, stopLocalBroker } from "../kafka/local-broker.ts";
 
@@ -19,13 +20,6 @@ export interface BrokerHandle {
   stop(): Promise<void>;
   /** Kill a local broker at once and remove its folder (synchronous: safe in an exit handler). */
   killNow(): void;
-}
-
-export function parseBrokers(list: string): string[] {
-  return list
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
 }
 
 export async function brokersOrLocal(

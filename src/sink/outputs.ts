@@ -6,12 +6,13 @@
 import type { DecodedRecord, SourceRef } from "../decode/types.ts";
 import type { OutputTopics } from "./topics.ts";
 
-export type Decision = "accepted" | "rejected" | "dead_letter";
+/** Where a record goes: its `clipsieve-decision` header and the scores topic's `decision`. */
+export type RecordDecision = "accepted" | "rejected" | "dead_letter";
 
 /** The outcome of one record, as the policy (or a stage's failure mark) decided it. */
 export interface RecordOutcome {
   record: DecodedRecord;
-  decision: Decision;
+  decision: RecordDecision;
   /** Closed set: "passed", "below_threshold", ..., or the error code for dead letters. */
   reason: string;
   /** The score whose rule decided a rejection, when there is one. */
@@ -54,7 +55,7 @@ export interface ScoreRecord {
   uid: string | null;
   scores: Record<string, number>;
   thresholds: Record<string, number>;
-  decision: Decision;
+  decision: RecordDecision;
   reason: string;
   rule: string | null;
   window_id: string;

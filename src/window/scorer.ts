@@ -12,8 +12,8 @@
 import type { Clock } from "../common/clock.ts";
 import { systemClock } from "../common/clock.ts";
 import type { DecodedRecord } from "../decode/types.ts";
-import type { ScoreRow } from "../policy/index.ts";
 import type { ScoringEngine } from "../score/engine.ts";
+import type { ScoreRow } from "../score/registry.ts";
 import type { TargetSet } from "../score/types.ts";
 import { scorePoolRows } from "../score/window-scores.ts";
 import { NegativeBank } from "./bank.ts";

@@ -11,6 +11,7 @@ import {
   policySpecSchema,
   WARMUP_MODES,
 } from "../../src/policy/index.ts";
+import { SCORE_NAMES, SCORES } from "../../src/score/registry.ts";
 
 // docs/policy.md is the reference for operators; this keeps its tables in step with the code.
 const doc = readFileSync(new URL("../../docs/policy.md", import.meta.url), "utf8");
@@ -38,4 +39,21 @@ it("docs/policy.md lists every flag, config key, default, mode, reason and error
     assert.match(doc, row(`\`${mode}\``));
   for (const reason of DECISION_REASONS) assert.match(doc, row(`\`${reason}\``));
   for (const code of ERROR_CODES) assert.match(doc, row(`\`${code}\``));
+});
+
+it("docs/policy.md's score table is the score registry, in order", () => {
+  const cells = (line: string) =>
+    line
+      .split("|")
+      .slice(1, -1)
+      .map((c) => c.trim());
+  const rows = doc
+    .split("\n")
+    .filter((line) => /^\|\s*`[a-z_0-9]+`\s*\|\s*(yes|no)\s*\|/.test(line))
+    .map(cells);
+  assert.deepEqual(
+    rows,
+    SCORES.map((s) => [`\`${s.name}\``, s.needsTarget ? "yes" : "no", `\`${s.family}\``, s.description]),
+  );
+  assert.ok(doc.includes(`(in \`SCORE_NAMES\` order: ${SCORE_NAMES.map((n) => `\`${n}\``).join(", ")})`));
 });

@@ -4,7 +4,8 @@ import { describe, it } from "node:test";
 import { isClipsieveError } from "../../src/common/errors.ts";
 import { parsePolicySpec } from "../../src/policy/options.ts";
 import { createPolicy, mergePolicyStates, type Policy, type PolicyState } from "../../src/policy/policy.ts";
-import { DECISION_REASONS, type Decision, type ScoreRow } from "../../src/policy/types.ts";
+import { DECISION_REASONS, type PolicyDecision } from "../../src/policy/types.ts";
+import type { ScoreRow } from "../../src/score/registry.ts";
 import { seededGauss } from "./random.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
@@ -15,7 +16,7 @@ interface Fixture {
   windows: {
     rows: ScoreRow[];
     thresholds: Record<string, number | "Infinity">;
-    expected: Omit<Decision, "thresholds">[];
+    expected: Omit<PolicyDecision, "thresholds">[];
   }[];
 }
 
@@ -60,8 +61,8 @@ function syntheticStream(n: number, seed: number): ScoreRow[] {
   });
 }
 
-function runStream(policy: Policy, rows: ScoreRow[], windowSize: number): Decision[] {
-  const out: Decision[] = [];
+function runStream(policy: Policy, rows: ScoreRow[], windowSize: number): PolicyDecision[] {
+  const out: PolicyDecision[] = [];
   for (let i = 0; i < rows.length; i += windowSize) out.push(...policy.decide(rows.slice(i, i + windowSize)));
   return out;
 }

@@ -7,7 +7,7 @@ import { E2E_DEFAULTS, formatE2eReport, runE2eBench } from "../../bench/e2e.ts";
 import { createLogger } from "../../common/logger.ts";
 import { KAFKA_ADAPTERS, type KafkaAdapterName } from "../../kafka/index.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
-import { integer } from "../options.ts";
+import { integerOption } from "../flags.ts";
 
 export function registerBenchE2eCommand(program: Command): void {
   const d = E2E_DEFAULTS;
@@ -17,19 +17,19 @@ export function registerBenchE2eCommand(program: Command): void {
       "Measure the filter end to end through Kafka (records/s, produce-to-decision latency, peak memory) next to a passthrough and the bare client's floor, for each Kafka adapter; starts a local broker unless --brokers",
     )
     .option("--brokers <list>", "use these Kafka brokers instead of starting a local one")
-    .option("--count <n>", "records of the backlog runs", integer("--count", 1), d.count)
-    .option("--dim <d>", "embedding dimension", integer("--dim", 8), d.dim)
-    .option("--seed <s>", "simulation seed", integer("--seed", 0), d.seed)
+    .option("--count <n>", "records of the backlog runs", integerOption("--count", 1), d.count)
+    .option("--dim <d>", "embedding dimension", integerOption("--dim", 8), d.dim)
+    .option("--seed <s>", "simulation seed", integerOption("--seed", 0), d.seed)
     .option(
       "--steady-seconds <s>",
       "length of the steady-rate runs",
-      integer("--steady-seconds", 1),
+      integerOption("--steady-seconds", 1),
       d.steadySeconds,
     )
     .option(
       "--repeats <n>",
       "backlog runs of each kind; the fastest counts",
-      integer("--repeats", 1),
+      integerOption("--repeats", 1),
       d.repeats,
     )
     .addOption(

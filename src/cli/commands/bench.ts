@@ -9,6 +9,7 @@ import {
 } from "../../score/bench-scores.ts";
 import { DEVICES } from "../../score/engine.ts";
 import type { Device } from "../../score/types.ts";
+import { parseInteger } from "../flags.ts";
 
 interface BenchCliOptions {
   json?: boolean;
@@ -48,13 +49,7 @@ export function registerBenchCommand(program: Command): void {
           `--device must be one of ${DEVICES.join(", ")}, got ${opts.device}`,
         );
       }
-      const threads = opts.threads === undefined ? undefined : Number(opts.threads);
-      if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) {
-        throw new ClipsieveError(
-          "CONFIG_INVALID",
-          `--threads must be a positive integer, got ${opts.threads}`,
-        );
-      }
+      const threads = opts.threads === undefined ? undefined : parseInteger("--threads", opts.threads, 1);
       if (opts.shard && (opts.scores !== undefined || opts.compareScores !== undefined)) {
         throw new ClipsieveError(
           "CONFIG_INVALID",

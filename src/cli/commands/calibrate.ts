@@ -15,13 +15,14 @@ import {
   calibrateFromTopic,
   type InputScoring,
 } from "../../lake/calibrate.ts";
-import { createLakeKafka, parseBrokers } from "../../lake/kafka.ts";
+import { createLakeKafka } from "../../lake/kafka.ts";
 import { parseScoreSource } from "../../lake/score-records.ts";
 import { addPolicyOptions, describePolicy, type PolicyFlags, parsePolicyFlags } from "../../policy/index.ts";
 import { createScoringEngine } from "../../score/engine.ts";
 import { loadTarget, UNKNOWN_MODEL } from "../../score/target-set.ts";
 import type { Device } from "../../score/types.ts";
 import { WindowScorer } from "../../window/scorer.ts";
+import { parseBrokers, parseInteger, parseNumber } from "../flags.ts";
 
 interface CalibrateOptions extends PolicyFlags {
   input: string[];
@@ -41,14 +42,6 @@ interface CalibrateOptions extends PolicyFlags {
   device: Device;
   out: string;
   json?: boolean;
-}
-
-function intFlag(flag: string, text: string, min: number): number {
-  const n = Number(text);
-  if (text.trim() === "" || !Number.isSafeInteger(n) || n < min) {
-    throw new ClipsieveError("CONFIG_INVALID", `${flag} ${text}: expected a whole number >= ${min}`);
-  }
-  return n;
 }
 
 export function registerCalibrateCommand(program: Command): void {
@@ -86,8 +79,8 @@ export function registerCalibrateCommand(program: Command): void {
   addPolicyOptions(command).action(async (opts: CalibrateOptions) => {
     const logger = createLogger("calibrate");
     const spec = parsePolicyFlags(opts);
-    const limit = opts.limit === undefined ? undefined : intFlag("--limit", opts.limit, 1);
-    const windowSize = intFlag("--window-size", opts.windowSize, 1);
+    const limit = opts.limit === undefined ? undefined : parseInteger("--limit", opts.limit, 1);
+    const windowSize = parseInteger("--window-size", opts.windowSize, 1);
     const calibration = new Calibration(spec);
     const sources = opts.input.map(parseScoreSource);
     let described: string;
@@ -136,7 +129,7 @@ async function makeInputScoring(
   logger: ReturnType<typeof createLogger>,
 ): Promise<InputScoring> {
   const target = opts.target ? await loadTarget(opts.target) : undefined;
-  const dim = opts.dim ? intFlag("--dim", opts.dim, 1) : (target?.dim ?? 768);
+  const dim = opts.dim ? parseInteger("--dim", opts.dim, 1) : (target?.dim ?? 768);
   if (target && target.dim !== dim) {
     throw new ClipsieveError(
       "TARGET_MISMATCH",
@@ -144,8 +137,7 @@ async function makeInputScoring(
     );
   }
   const model = opts.model ?? (target && target.model !== UNKNOWN_MODEL ? target.model : undefined);
-  const tau = Number(opts.tau);
-  if (!(tau > 0)) throw new ClipsieveError("CONFIG_INVALID", `--tau ${opts.tau}: expected a positive number`);
+  const tau = parseNumber("--tau", opts.tau, { min: 0, exclusive: true });
   const engine = await createScoringEngine({ device: opts.device, logger });
   const decoder = await createDecoder(
     { format: opts.format, schemaRegistryUrl: opts.schemaRegistry, expectedDim: dim, expectedModel: model },
@@ -153,11 +145,11 @@ async function makeInputScoring(
   );
   const scorer = new WindowScorer(engine, {
     dim,
-    bankSize: intFlag("--bank-size", opts.bankSize, 0),
-    draws: intFlag("--draws", opts.draws, 1),
-    batchSize: intFlag("--batch-size", opts.batchSize, 1),
+    bankSize: parseInteger("--bank-size", opts.bankSize, 0),
+    draws: parseInteger("--draws", opts.draws, 1),
+    batchSize: parseInteger("--batch-size", opts.batchSize, 1),
     tau,
-    seed: intFlag("--seed", opts.seed, 0),
+    seed: parseInteger("--seed", opts.seed, 0),
     target,
   });
   return {

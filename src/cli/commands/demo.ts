@@ -8,7 +8,7 @@ import type { Logger } from "../../common/logger.ts";
 import { type BrokerHandle, quietKafkajsNotices } from "../../simulate/broker.ts";
 import { DEMO_DEFAULTS, runDemo } from "../../simulate/demo.ts";
 import { SIM_ORDERS, type SimOrder } from "../../simulate/generator.ts";
-import { integer } from "../options.ts";
+import { integerOption } from "../flags.ts";
 
 /**
  * The filter's logger for the demo: JSON lines on stderr as usual, without the errors kafkajs logs
@@ -44,29 +44,29 @@ export function registerDemoCommand(program: Command): void {
       "Run a simulated crawl through the filter (s-CLIPLoss 30% then NormSim 20%) and summarise what it kept; starts and stops a local Kafka broker unless --brokers is given",
     )
     .option("--brokers <list>", "use these Kafka brokers instead of starting a local one")
-    .option("--count <n>", "simulated records", integer("--count", 1), d.count)
-    .option("--dim <d>", "embedding dimension", integer("--dim", 8), d.dim)
-    .option("--seed <s>", "simulation seed", integer("--seed", 0), d.seed)
+    .option("--count <n>", "simulated records", integerOption("--count", 1), d.count)
+    .option("--dim <d>", "embedding dimension", integerOption("--dim", 8), d.dim)
+    .option("--seed <s>", "simulation seed", integerOption("--seed", 0), d.seed)
     .addOption(new Option("--order <order>", "record order").choices(SIM_ORDERS).default(d.order))
     .option(
       "--rate <r>",
       "records per second produced (0 = as fast as possible)",
-      integer("--rate", 0),
+      integerOption("--rate", 0),
       d.rate,
     )
-    .option("--window-size <n>", "records per window", integer("--window-size", 1), d.windowSize)
-    .option("--bank-size <m>", "negative bank rows", integer("--bank-size", 0), d.bankSize)
-    .option("--draws <k>", "K, draws per window", integer("--draws", 1), d.draws)
-    .option("--batch-size <b>", "b, contrastive batch size", integer("--batch-size", 1), d.batchSize)
+    .option("--window-size <n>", "records per window", integerOption("--window-size", 1), d.windowSize)
+    .option("--bank-size <m>", "negative bank rows", integerOption("--bank-size", 0), d.bankSize)
+    .option("--draws <k>", "K, draws per window", integerOption("--draws", 1), d.draws)
+    .option("--batch-size <b>", "b, contrastive batch size", integerOption("--batch-size", 1), d.batchSize)
     .option(
       "--linger-ms <ms>",
       "cut a window this long after it opened",
-      integer("--linger-ms", 1),
+      integerOption("--linger-ms", 1),
       d.lingerMs,
     )
     .option("--keep <score=fraction>", "stage 1", d.keep)
     .option("--then <score=fraction>", "stage 2, fraction of the whole stream", d.thenKeep)
-    .option("--warmup <n>", "records before the quantile sketch is trusted", integer("--warmup", 0))
+    .option("--warmup <n>", "records before the quantile sketch is trusted", integerOption("--warmup", 0))
     .option("--warmup-mode <mode>", "provisional | accept | reject")
     .option(
       "--keep-topics",

@@ -4,11 +4,11 @@
  * dump of one (`clipsieve dump`).
  */
 import type { Command } from "commander";
-import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { DiffSide, diffSides, formatDiff } from "../../lake/diff.ts";
-import { createLakeKafka, parseBrokers } from "../../lake/kafka.ts";
+import { createLakeKafka } from "../../lake/kafka.ts";
 import { describeSource, forEachScoreRecord, parseScoreSource } from "../../lake/score-records.ts";
+import { parseBrokers, parseInteger } from "../flags.ts";
 
 interface DiffOptions {
   before: string;
@@ -34,10 +34,7 @@ export function registerDiffCommand(program: Command): void {
     .option("--list <n>", "changed records listed in the table", "10")
     .action(async (opts: DiffOptions) => {
       const logger = createLogger("diff");
-      const list = Number(opts.list);
-      if (!Number.isInteger(list) || list < 0) {
-        throw new ClipsieveError("CONFIG_INVALID", `--list ${opts.list}: expected a whole number`);
-      }
+      const list = parseInteger("--list", opts.list, 0);
       const sources = [parseScoreSource(opts.before), parseScoreSource(opts.after)];
       const kafka = sources.some((s) => s.kind === "topic")
         ? createLakeKafka(parseBrokers(opts.brokers), "clipsieve-diff", logger)

@@ -5,8 +5,9 @@
  */
 import type { Command } from "commander";
 import { createLogger } from "../../common/logger.ts";
-import { createLakeKafka, parseBrokers } from "../../lake/kafka.ts";
+import { createLakeKafka } from "../../lake/kafka.ts";
 import { dumpTopic } from "../../lake/score-records.ts";
+import { parseBrokers } from "../flags.ts";
 
 export function registerDumpCommand(program: Command): void {
   program

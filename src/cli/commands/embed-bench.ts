@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { ClipsieveError } from "../../common/errors.ts";
 import { formatEmbedBench, runEmbedBench } from "../../embed/bench.ts";
+import { parseInteger } from "../flags.ts";
 
 /** `clipsieve embed-bench [--json] [--quick]`: the embed stage's throughput on this CPU (BENCHMARKS.md). */
 export function registerEmbedBenchCommand(program: Command): void {
@@ -13,13 +13,7 @@ export function registerEmbedBenchCommand(program: Command): void {
     .option("--quick", "the tiny encoder pair only (seconds instead of minutes)")
     .option("--threads <n>", "onnxruntime intra-op threads (default: all CPUs)")
     .action(async (opts: { json?: boolean; quick?: boolean; threads?: string }) => {
-      const threads = opts.threads === undefined ? undefined : Number(opts.threads);
-      if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) {
-        throw new ClipsieveError(
-          "CONFIG_INVALID",
-          `--threads must be a positive integer, got ${opts.threads}`,
-        );
-      }
+      const threads = opts.threads === undefined ? undefined : parseInteger("--threads", opts.threads, 1);
       const report = await runEmbedBench({ quick: opts.quick, threads });
       console.log(opts.json ? JSON.stringify(report) : formatEmbedBench(report));
     });

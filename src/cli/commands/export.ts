@@ -6,7 +6,8 @@ import { type Command, Option } from "commander";
 import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { runExport } from "../../lake/export.ts";
-import { createLakeKafka, parseBrokers } from "../../lake/kafka.ts";
+import { createLakeKafka } from "../../lake/kafka.ts";
+import { parseBrokers, parseInteger } from "../flags.ts";
 
 interface ExportFlags {
   input: string;
@@ -24,14 +25,6 @@ interface ExportFlags {
 }
 
 export const DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024;
-
-function positive(flag: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n <= 0) {
-    throw new ClipsieveError("CONFIG_INVALID", `${flag} ${text}: expected a positive whole number`);
-  }
-  return n;
-}
 
 export function registerExportCommand(program: Command): void {
   program
@@ -92,16 +85,16 @@ export function registerExportCommand(program: Command): void {
           group: flags.group ?? `clipsieve-export-${flags.input}`,
           out: flags.out,
           embeddings: flags.embeddings === true,
-          maxFileBytes: positive("--max-file-bytes", flags.maxFileBytes),
+          maxFileBytes: parseInteger("--max-file-bytes", flags.maxFileBytes, 1),
           follow: flags.follow === true,
-          flushMs: positive("--flush-ms", flags.flushMs),
+          flushMs: parseInteger("--flush-ms", flags.flushMs, 1),
           format: flags.format,
           schemaRegistryUrl: flags.schemaRegistry,
           uidsNpy: flags.uidsNpy,
           logger,
           progress: (line) => process.stderr.write(`${line}\n`),
           signal: controller.signal,
-          sessionTimeoutMs: positive("--session-timeout-ms", flags.sessionTimeoutMs),
+          sessionTimeoutMs: parseInteger("--session-timeout-ms", flags.sessionTimeoutMs, 1),
         });
         console.log(
           `exported ${summary.records} records into ${summary.files} files under ${flags.out}` +

@@ -9,20 +9,7 @@ import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
 import { SIM_ORDERS, type SimOrder } from "../../simulate/generator.ts";
-
-function integers(flag: string, min: number) {
-  return (text: string): number[] =>
-    text.split(",").map((part) => {
-      const n = Number(part);
-      if (part.trim() === "" || !Number.isSafeInteger(n) || n < min) {
-        throw new ClipsieveError(
-          "CONFIG_INVALID",
-          `${flag} ${text}: expected integers >= ${min}, comma-separated`,
-        );
-      }
-      return n;
-    });
-}
+import { integerListOption, integerOption } from "../flags.ts";
 
 function orders(text: string): SimOrder[] {
   return text.split(",").map((o) => {
@@ -44,24 +31,24 @@ export function registerFidelityCommand(program: Command): void {
       "Compare the streaming filter's accepted set with the paper's offline selection on a simulated pool (minutes; starts a local broker unless --brokers)",
     )
     .option("--brokers <list>", "use these Kafka brokers instead of starting a local one")
-    .option("--count <n>", "simulated records", (t) => integers("--count", 1)(t)[0], d.count)
+    .option("--count <n>", "simulated records", integerOption("--count", 1), d.count)
     .option(
       "--dim <d>",
       "embedding dimension (cost, not statistics: see the generator)",
-      (t) => integers("--dim", 8)(t)[0],
+      integerOption("--dim", 8),
       d.dim,
     )
-    .option("--seed <s>", "simulation and draw seed", (t) => integers("--seed", 0)(t)[0], d.seed)
+    .option("--seed <s>", "simulation and draw seed", integerOption("--seed", 0), d.seed)
     .option("--orders <list>", "record orders", orders, d.orders)
-    .option("--windows <list>", "window sizes", integers("--windows", 1), d.windows)
-    .option("--banks <list>", "negative bank sizes", integers("--banks", 0), d.banks)
+    .option("--windows <list>", "window sizes", integerListOption("--windows", 1), d.windows)
+    .option("--banks <list>", "negative bank sizes", integerListOption("--banks", 0), d.banks)
     .option(
       "--verify <pairs>",
       "window:bank configurations also run through the real filter on Kafka, comma-separated ('none' for none)",
       (t: string) => (t === "none" ? [] : t.split(",")),
       d.verify,
     )
-    .option("--warmup <n>", "warm-up records of the filter", (t) => integers("--warmup", 0)(t)[0], d.warmup)
+    .option("--warmup <n>", "warm-up records of the filter", integerOption("--warmup", 0), d.warmup)
     .option("--no-noise-floor", "skip the second offline selection (another draw seed)")
     .option("--json", "print the report as JSON")
     .action(async (opts: Record<string, unknown>) => {

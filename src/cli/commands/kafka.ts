@@ -7,6 +7,7 @@ import {
   startLocalBroker,
   stopLocalBroker,
 } from "../../kafka/local-broker.ts";
+import { parseInteger } from "../flags.ts";
 
 /** `clipsieve kafka start|stop|status`: the local single-node KRaft broker (no Docker needed). */
 export function registerKafkaCommand(program: Command): void {
@@ -32,8 +33,8 @@ export function registerKafkaCommand(program: Command): void {
       }) => {
         const state = await startLocalBroker({
           stateDir: opts.dir,
-          port: Number(opts.port),
-          controllerPort: Number(opts.controllerPort),
+          port: parseInteger("--port", opts.port, 0, 65535),
+          controllerPort: parseInteger("--controller-port", opts.controllerPort, 0, 65535),
           kafkaVersion: opts.kafkaVersion,
           heap: opts.heap,
           logger: createLogger("kafka"),

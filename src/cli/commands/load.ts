@@ -3,10 +3,10 @@
  * so a historic pool replays through the same path as a live stream (docs/data-lake.md).
  */
 import { type Command, Option } from "commander";
-import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
-import { createLakeKafka, parseBrokers } from "../../lake/kafka.ts";
+import { createLakeKafka } from "../../lake/kafka.ts";
 import { loadDataComp } from "../../lake/load.ts";
+import { parseBrokers, parseInteger } from "../flags.ts";
 
 interface LoadFlags {
   datacomp: string;
@@ -39,13 +39,7 @@ export function registerLoadCommand(program: Command): void {
     .option("--partitions <n>", "partitions when the topic has to be created", "1")
     .action(async (flags: LoadFlags) => {
       const logger = createLogger("load");
-      const partitions = Number(flags.partitions);
-      if (!Number.isInteger(partitions) || partitions < 1) {
-        throw new ClipsieveError(
-          "CONFIG_INVALID",
-          `--partitions ${flags.partitions}: expected a positive whole number`,
-        );
-      }
+      const partitions = parseInteger("--partitions", flags.partitions, 1);
       const summary = await loadDataComp({
         kafka: createLakeKafka(parseBrokers(flags.brokers), "clipsieve-load", logger),
         dir: flags.datacomp,

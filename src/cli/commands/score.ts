@@ -1,6 +1,5 @@
 import { access, readFile } from "node:fs/promises";
 import { basename, extname } from "node:path";
-import { Presets, SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
@@ -13,12 +12,13 @@ import {
   writeTable,
 } from "../../io/index.ts";
 import { drawsFromBatches, makeDraws } from "../../score/draws.ts";
-import { createScoringEngine, type ScoringEngine } from "../../score/engine.ts";
+import { createScoringEngine, DEVICES, type ScoringEngine } from "../../score/engine.ts";
 import { normaliseRows } from "../../score/normalise.ts";
 import { type LoadedTarget, loadTarget, UNKNOWN_MODEL } from "../../score/target-set.ts";
 import type { Device, Draw } from "../../score/types.ts";
+import { parseInteger, parseNumber } from "../flags.ts";
+import { createProgress } from "../progress.ts";
 
-const DEVICES: readonly Device[] = ["cpu", "cuda", "webgpu"];
 const TABLE_EXTENSIONS = [".parquet", ".arrow", ".jsonl"];
 
 interface ScoreOptions {
@@ -43,14 +43,6 @@ export function parseDevice(text: string): Device {
     throw new ClipsieveError("CONFIG_INVALID", `--device ${text}: expected one of ${DEVICES.join(", ")}`);
   }
   return text as Device;
-}
-
-function parseInteger(flag: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const value = Number(text);
-  if (text.trim() === "" || !Number.isInteger(value) || value < min || value > max) {
-    throw new ClipsieveError("CONFIG_INVALID", `${flag} ${text}: expected an integer in [${min}, ${max}]`);
-  }
-  return value;
 }
 
 /**
@@ -108,15 +100,8 @@ interface ScoreSettings {
 }
 
 function parseSettings(opts: ScoreOptions): ScoreSettings {
-  const tau = Number(opts.tau);
-  if (!Number.isFinite(tau) || tau <= 0) {
-    throw new ClipsieveError(
-      "CONFIG_INVALID",
-      `--tau ${opts.tau}: expected a positive number (0.01 in the paper)`,
-    );
-  }
   return {
-    tau,
+    tau: parseNumber("--tau", opts.tau, { min: 0, exclusive: true, hint: "(0.01 in the paper)" }),
     batchSize: parseInteger("--batch-size", opts.batchSize, 1),
     draws: parseInteger("--draws", opts.draws, 1),
     // every shard's seed (--seed + i) must stay an exact integer
@@ -138,47 +123,6 @@ function checkShardNames(files: string[]): void {
     }
     seen.set(name, file);
   }
-}
-
-/** A bar on a terminal; plain lines when stderr is a pipe or a file (CI logs, `2> log`). */
-interface Progress {
-  shardDone(file: string, rows: number): void;
-  stop(): void;
-}
-
-function createProgress(totalShards: number): Progress {
-  let done = 0;
-  let rows = 0;
-  const started = Date.now();
-  if (process.stderr.isTTY) {
-    const bar = new SingleBar(
-      {
-        stream: process.stderr,
-        format: "score |{bar}| {value}/{total} shards | {rows} rows | {eta_formatted} left",
-        hideCursor: true,
-      },
-      Presets.shades_classic,
-    );
-    bar.start(totalShards, 0, { rows: 0 });
-    return {
-      shardDone(_file, shardRows) {
-        rows += shardRows;
-        bar.increment(1, { rows });
-      },
-      stop: () => bar.stop(),
-    };
-  }
-  return {
-    shardDone(file, shardRows) {
-      done++;
-      rows += shardRows;
-      const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      process.stderr.write(
-        `score: shard ${done}/${totalShards} ${file}: ${shardRows} rows (total ${rows}, ${seconds} s)\n`,
-      );
-    },
-    stop() {},
-  };
 }
 
 /** Reads a shard's image and text matrices, checks they pair up, and L2-normalises both in place. */
@@ -299,7 +243,9 @@ async function runScore(opts: ScoreOptions): Promise<void> {
   const fixedBatches = opts.partitions ? await readPartitions(opts.partitions) : undefined;
 
   const engine = await createScoringEngine({ device: settings.device, logger: createLogger("score") });
-  const progress = createProgress(shards.length);
+  // A line for every shard when stderr is not a terminal: shards are few and slow.
+  const progress = createProgress({ label: "score", total: shards.length, unit: "shards", lineEveryMs: 0 });
+  let scoredRows = 0;
   try {
     const target = opts.target
       ? await loadTarget(opts.target, { key: await targetKey(opts), engine })
@@ -325,7 +271,8 @@ async function runScore(opts: ScoreOptions): Promise<void> {
       if (opts.metadata) scores.uids = await readUids(opts.metadata[index], file, scores.rows);
       parts.push(scores);
       shardNames.push(basename(file));
-      progress.shardDone(file, scores.rows);
+      scoredRows += scores.rows;
+      progress.update(index + 1, `${file}: ${scores.rows} rows (total ${scoredRows})`);
     }
     progress.stop();
     const columns = assembleColumns(parts, shardNames);

@@ -10,6 +10,7 @@ import {
   selectRows,
   type ThresholdRule,
 } from "../../policy/offline-select.ts";
+import { SCORE_NAMES } from "../../score/registry.ts";
 
 interface SelectOptions {
   scores: string[];
@@ -19,8 +20,11 @@ interface SelectOptions {
   out: string;
 }
 
-/** Every input row, whichever file it came from: identity columns plus the score columns the plan reads. */
-interface Pool {
+/**
+ * The rows of every --scores file, ranked as one pool (not the engine's score/types.ts `Pool` of
+ * embeddings): identity columns plus the score columns the plan reads.
+ */
+interface ScoreFileRows {
   rows: number;
   scores: Record<string, Float64Array>;
   /** Per row: the scores file, the row within it, and its columns. */
@@ -40,7 +44,7 @@ function ruleScores(plan: SelectionPlan): string[] {
   return [...new Set(names)];
 }
 
-async function readPool(files: string[], scoreNames: string[]): Promise<Pool> {
+async function readScoreFileRows(files: string[], scoreNames: string[]): Promise<ScoreFileRows> {
   const tables: Record<string, ColumnData>[] = [];
   for (const file of files) tables.push(await readTable(file));
   const lengths = tables.map((t, i) => {
@@ -83,7 +87,7 @@ async function readPool(files: string[], scoreNames: string[]): Promise<Pool> {
   return { rows, scores, file, fileRow, tables };
 }
 
-function uidOf(pool: Pool, files: string[], row: number): string {
+function uidOf(pool: ScoreFileRows, files: string[], row: number): string {
   const table = pool.tables[pool.file[row]];
   const source = files[pool.file[row]];
   const uids = table.uid;
@@ -101,7 +105,7 @@ function uidOf(pool: Pool, files: string[], row: number): string {
 }
 
 /** One JSON line per kept row: its `row` and `shard` as the score command wrote them, and its uid. */
-function keptLine(pool: Pool, row: number): string {
+function keptLine(pool: ScoreFileRows, row: number): string {
   const table = pool.tables[pool.file[row]];
   const at = pool.fileRow[row];
   const line: Record<string, unknown> = { row: table.row ? table.row[at] : at };
@@ -121,7 +125,7 @@ async function runSelect(opts: SelectOptions): Promise<void> {
   if (!plan.keep && plan.thresholds.length === 0) {
     throw new ClipsieveError("CONFIG_INVALID", "nothing to select by: give --keep and/or --threshold");
   }
-  const pool = await readPool(opts.scores, ruleScores(plan));
+  const pool = await readScoreFileRows(opts.scores, ruleScores(plan));
   const kept = selectRows(pool.scores, pool.rows, plan);
   if (format === ".npy") {
     const uids = Array.from(kept, (row) => uidOf(pool, opts.scores, row));
@@ -148,7 +152,7 @@ export function registerSelectCommand(program: Command): void {
     .requiredOption("--scores <files...>", "tables written by `clipsieve score` (.parquet, .arrow, .jsonl)")
     .option(
       "--keep <score=fraction>",
-      "keep the int(N * fraction) highest rows by score, e.g. s_clip_loss=0.3",
+      `keep the int(N * fraction) highest rows by a score column (${SCORE_NAMES.join(", ")}, ...), e.g. s_clip_loss=0.3`,
     )
     .option(
       "--then <score=fraction>",

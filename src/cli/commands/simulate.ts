@@ -4,22 +4,13 @@
  */
 import { resolve } from "node:path";
 import { type Command, Option } from "commander";
-import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { createScoringEngine } from "../../score/engine.ts";
-import { parseBrokers, quietKafkajsNotices } from "../../simulate/broker.ts";
+import { quietKafkajsNotices } from "../../simulate/broker.ts";
 import { createSimulation, SIM_KINDS, SIM_ORDERS, type SimOrder } from "../../simulate/generator.ts";
 import { ensureTopic, produceSimulation, simulatorKafka } from "../../simulate/producer.ts";
 import { writeSimulationTarget } from "../../simulate/target.ts";
-import { integer } from "../options.ts";
-
-function rate(text: string): number {
-  const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n) || n < 0) {
-    throw new ClipsieveError("CONFIG_INVALID", `--rate ${text}: expected records per second >= 0`);
-  }
-  return n;
-}
+import { integerOption, numberOption, parseBrokers } from "../flags.ts";
 
 interface SimulateFlags {
   brokers: string;
@@ -43,10 +34,15 @@ export function registerSimulateCommand(program: Command): void {
     )
     .requiredOption("--brokers <list>", "Kafka bootstrap brokers, host:port,...")
     .requiredOption("--topic <topic>", "topic to produce to (created if missing)")
-    .option("--rate <r>", "records per second (0 = as fast as the broker takes them)", rate, 0)
-    .option("--count <n>", "records", integer("--count", 1), 10_000)
-    .option("--dim <d>", "embedding dimension", integer("--dim", 8), 768)
-    .option("--seed <s>", "seed: the same seed gives the same records", integer("--seed", 0), 0)
+    .option(
+      "--rate <r>",
+      "records per second (0 = as fast as the broker takes them)",
+      numberOption("--rate", { min: 0 }),
+      0,
+    )
+    .option("--count <n>", "records", integerOption("--count", 1), 10_000)
+    .option("--dim <d>", "embedding dimension", integerOption("--dim", 8), 768)
+    .option("--seed <s>", "seed: the same seed gives the same records", integerOption("--seed", 0), 0)
     .addOption(new Option("--format <format>", "value format").choices(["json", "avro"]).default("json"))
     .option("--schema-registry <url>", "Confluent Schema Registry URL (avro)")
     .addOption(
@@ -54,7 +50,12 @@ export function registerSimulateCommand(program: Command): void {
         .choices(SIM_ORDERS)
         .default("shuffled"),
     )
-    .option("--partitions <n>", "partitions of the topic when it is created", integer("--partitions", 1), 1)
+    .option(
+      "--partitions <n>",
+      "partitions of the topic when it is created",
+      integerOption("--partitions", 1),
+      1,
+    )
     .option("--target-out <file>", "where to write the matching target set (default <topic>.target.npz)")
     .action(async (opts: SimulateFlags) => {
       quietKafkajsNotices();
