@@ -8,14 +8,13 @@
 import { outputTopicNames, outputTopicsOf } from "../sink/topics.ts";
 import "../common/quiet-warnings.ts";
 import { createLogger } from "../common/logger.ts";
+import type { RawRecord, RecordOutcome } from "../common/record.ts";
 import { createDecoder } from "../decode/decoder.ts";
-import type { RawRecord } from "../decode/types.ts";
 import { createKafkaClient, type OutboundRecord } from "../kafka/index.ts";
 import type { RunConfigInput } from "../pipeline/config.ts";
 import { resolveRunConfig } from "../pipeline/config.ts";
 import { quietKafkajsNotices } from "../simulate/broker.ts";
 import { quantile } from "../simulate/tally.ts";
-import type { RecordOutcome } from "../sink/outputs.ts";
 import { createTopics, type DeliveredWindow, deleteTopics, runFilter, runTopics } from "./filter-run.ts";
 import { buildPassthrough, passthroughOutputs, type StageSeconds } from "./passthrough.ts";
 

@@ -5,9 +5,10 @@
  * seeds, draws and decisions are the filter's. The fidelity study runs the filter through Kafka
  * beside it and stops unless the two decide every record alike.
  */
+
+import type { DecodedRecord } from "../common/record.ts";
 import { createDecoder } from "../decode/decoder.ts";
 import { encodeJsonRecord } from "../decode/encode.ts";
-import type { DecodedRecord } from "../decode/types.ts";
 import { createPolicy, parsePolicyFlags } from "../policy/index.ts";
 import type { ScoringEngine } from "../score/engine.ts";
 import type { TargetSet } from "../score/types.ts";

@@ -7,10 +7,10 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../common/logger.ts";
 import { createPipelineMetrics, type PipelineMetrics } from "../common/metrics.ts";
+import type { RecordOutcome } from "../common/record.ts";
 import { createKafkaClient } from "../kafka/index.ts";
 import { type RunConfig, type RunConfigInput, resolveRunConfig } from "../pipeline/config.ts";
 import { buildPipeline } from "../pipeline/pipeline.ts";
-import type { RecordOutcome } from "../sink/outputs.ts";
 import { outputTopicNames, prefixedOutputTopics } from "../sink/topics.ts";
 
 export interface DeliveredWindow {

@@ -11,14 +11,14 @@
 import { concatMap, from, lastValueFrom, Subject } from "rxjs";
 import { systemClock } from "../common/clock.ts";
 import type { Logger } from "../common/logger.ts";
+import type { DecodedRecord, RecordOutcome } from "../common/record.ts";
 import { createDecoder } from "../decode/decoder.ts";
-import type { DecodedRecord } from "../decode/types.ts";
 import { createKafkaClient } from "../kafka/index.ts";
 import { Backpressure } from "../pipeline/backpressure.ts";
 import type { RunConfig } from "../pipeline/config.ts";
 import { maxUndelivered } from "../pipeline/settings.ts";
 import { createKafkaSink } from "../sink/kafka-sink.ts";
-import { buildWindowOutputs, nextOffsets, type OutMessage, type RecordOutcome } from "../sink/outputs.ts";
+import { buildWindowOutputs, nextOffsets, type OutMessage } from "../sink/outputs.ts";
 import { type OutputTopics, outputTopicsOf } from "../sink/topics.ts";
 import { createKafkaSource } from "../source/kafka-source.ts";
 import { cutWindows } from "../window/cut.ts";

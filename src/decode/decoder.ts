@@ -1,12 +1,12 @@
 import type { Logger } from "../common/logger.ts";
 import { silentLogger } from "../common/logger.ts";
+import type { DecodedRecord, RawRecord } from "../common/record.ts";
 import { type AvroValueReader, createAvroValueReader } from "./avro.ts";
 import { BadRecordError } from "./bad-record.ts";
 import { normaliseEmbedding } from "./embedding.ts";
 import { type RecordContent, readRecordFields } from "./fields.ts";
 import { parseJsonValue } from "./json.ts";
 import { type DecoderOptions, type ResolvedDecoderOptions, resolveDecoderOptions } from "./options.ts";
-import type { DecodedRecord, RawRecord } from "./types.ts";
 
 export interface DecoderContext {
   logger?: Logger;

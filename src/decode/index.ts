@@ -22,4 +22,3 @@ export {
   type ResolvedDecoderOptions,
   resolveDecoderOptions,
 } from "./options.ts";
-export type { DecodedRecord, FailureStage, RawRecord, RecordFailure, SourceRef } from "./types.ts";

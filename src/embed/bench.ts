@@ -14,7 +14,7 @@ import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
 import { silentLogger } from "../common/logger.ts";
-import type { DecodedRecord } from "../decode/types.ts";
+import type { DecodedRecord } from "../common/record.ts";
 import { openEncoders } from "./encoders.ts";
 import { readModelFolder } from "./model-dir.ts";
 import { EMBED_DEFAULTS } from "./options.ts";

@@ -11,7 +11,7 @@
 import { availableParallelism } from "node:os";
 import { ClipsieveError, type ErrorCode } from "../common/errors.ts";
 import { silentLogger } from "../common/logger.ts";
-import type { DecodedRecord } from "../decode/types.ts";
+import type { DecodedRecord } from "../common/record.ts";
 import { checkRow } from "../score/normalise.ts";
 import { type ClipEncoders, openEncoders } from "./encoders.ts";
 import { createImageFetcher, type ImageFetcher } from "./fetch.ts";

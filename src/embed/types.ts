@@ -1,5 +1,5 @@
 import type { Logger } from "../common/logger.ts";
-import type { DecodedRecord } from "../decode/types.ts";
+import type { DecodedRecord } from "../common/record.ts";
 import type { Device } from "../score/types.ts";
 
 export interface EmbedContext {

@@ -9,7 +9,7 @@
  */
 import type { Logger } from "../common/logger.ts";
 import type { PipelineMetrics } from "../common/metrics.ts";
-import type { RawRecord } from "../decode/types.ts";
+import type { RawRecord } from "../common/record.ts";
 
 /** The client libraries clipsieve can run on; the first is the default. */
 export const KAFKA_ADAPTERS = ["librdkafka", "kafkajs"] as const;

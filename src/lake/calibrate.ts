@@ -13,7 +13,7 @@ import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
-import type { DecodedRecord, RawRecord } from "../decode/types.ts";
+import type { DecodedRecord, RawRecord } from "../common/record.ts";
 import { extensionOf } from "../io/files.ts";
 import { readTable } from "../io/table.ts";
 import type { KafkaClient } from "../kafka/index.ts";

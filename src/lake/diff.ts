@@ -5,7 +5,7 @@
  * below_threshold to below_keep_quantile) is counted apart. Score shifts are after - before on the
  * matched records; threshold shifts likewise, per threshold key.
  */
-import type { SourceRef } from "../decode/types.ts";
+import type { SourceRef } from "../common/record.ts";
 import type { ScoreRecord } from "../sink/outputs.ts";
 
 const QUANTILES = [0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1] as const;

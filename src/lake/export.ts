@@ -10,9 +10,9 @@
 
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
+import type { DecodedRecord } from "../common/record.ts";
 import { createDecoder } from "../decode/decoder.ts";
 import type { RecordFormat } from "../decode/options.ts";
-import type { DecodedRecord } from "../decode/types.ts";
 import { writeAll, writeFileAtomic } from "../io/files.ts";
 import { writeUidNpy } from "../io/npy.ts";
 import { readParquetColumns } from "../io/table.ts";

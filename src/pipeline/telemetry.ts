@@ -4,10 +4,11 @@
  * of /healthz. Every metric the pipeline records is recorded here, so a dashboard and the code that
  * feeds it can be read side by side.
  */
+
 import type { Clock } from "../common/clock.ts";
 import type { PipelineMetrics } from "../common/metrics.ts";
+import type { RecordOutcome } from "../common/record.ts";
 import type { BrokerReachability } from "../kafka/index.ts";
-import type { RecordOutcome } from "../sink/outputs.ts";
 
 /** The stages `clipsieve_window_seconds` splits a window's time into. */
 export type WindowStage = "embed" | "score" | "policy" | "deliver" | "total";

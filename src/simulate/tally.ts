@@ -3,7 +3,7 @@
  * decision and reason, throughput, produce-to-decision latency, and per labelled kind how many were
  * accepted next to what CLIPScore alone would have kept.
  */
-import type { RecordOutcome } from "../sink/outputs.ts";
+import type { RecordOutcome } from "../common/record.ts";
 import { SIM_KINDS, type SimKind } from "./generator.ts";
 import { SIM_HEADERS } from "./producer.ts";
 

@@ -3,23 +3,8 @@
  * and value bytes unchanged and gain `clipsieve-*` headers; bad records go to the dead-letter topic with
  * the error; every input record also gets one compact JSON record on the scores topic.
  */
-import type { DecodedRecord, SourceRef } from "../decode/types.ts";
+import type { DecodedRecord, RecordDecision, RecordOutcome, SourceRef } from "../common/record.ts";
 import type { OutputTopics } from "./topics.ts";
-
-/** Where a record goes: its `clipsieve-decision` header and the scores topic's `decision`. */
-export type RecordDecision = "accepted" | "rejected" | "dead_letter";
-
-/** The outcome of one record, as the policy (or a stage's failure mark) decided it. */
-export interface RecordOutcome {
-  record: DecodedRecord;
-  decision: RecordDecision;
-  /** Closed set: "passed", "below_threshold", ..., or the error code for dead letters. */
-  reason: string;
-  /** The score whose rule decided a rejection, when there is one. */
-  rule?: string;
-  scores?: Record<string, number>;
-  thresholds?: Record<string, number>;
-}
 
 export type { OutputTopics };
 

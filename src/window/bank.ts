@@ -1,4 +1,4 @@
-import type { SourceRef } from "../decode/types.ts";
+import type { SourceRef } from "../common/record.ts";
 
 /**
  * The negative bank: a bounded ring of the most recent good rows of earlier windows. Its rows join a

@@ -3,8 +3,8 @@
  * back to its record; records that were not scored (a stage marked them bad) go to the dead-letter
  * topic with their error code. One outcome per record of the window, in the window's order.
  */
+import type { RecordOutcome } from "../common/record.ts";
 import type { Policy } from "../policy/index.ts";
-import type { RecordOutcome } from "../sink/outputs.ts";
 import type { ScoredWindow } from "./scorer.ts";
 
 export function decideWindow({ plan, rows }: ScoredWindow, policy: Policy): RecordOutcome[] {

@@ -1,4 +1,4 @@
-import type { SourceRef } from "../decode/types.ts";
+import type { SourceRef } from "../common/record.ts";
 
 /**
  * A compact, order-preserving encoding of a list of record coordinates: consecutive offsets of one

@@ -10,7 +10,7 @@
  */
 import { Observable, type OperatorFunction } from "rxjs";
 import type { Logger } from "../common/logger.ts";
-import type { DecodedRecord, SourceRef } from "../decode/types.ts";
+import type { DecodedRecord, SourceRef } from "../common/record.ts";
 import type { FormedWindow } from "./cut.ts";
 import { decodeRuns } from "./ranges.ts";
 import type { RecordedWindow, WindowManifest } from "./window.ts";

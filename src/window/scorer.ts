@@ -11,7 +11,7 @@
  */
 import type { Clock } from "../common/clock.ts";
 import { systemClock } from "../common/clock.ts";
-import type { DecodedRecord } from "../decode/types.ts";
+import type { DecodedRecord } from "../common/record.ts";
 import type { ScoringEngine } from "../score/engine.ts";
 import type { ScoreRow } from "../score/registry.ts";
 import type { TargetSet } from "../score/types.ts";

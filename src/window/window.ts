@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { DecodedRecord, SourceRef } from "../decode/types.ts";
+import type { DecodedRecord, SourceRef } from "../common/record.ts";
 import { makeDraws } from "../score/draws.ts";
 import type { Draw, Pool } from "../score/types.ts";
 import type { NegativeBank } from "./bank.ts";

@@ -7,10 +7,10 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import avro from "avsc";
 import { isClipsieveError } from "../../src/common/errors.ts";
+import type { RawRecord } from "../../src/common/record.ts";
 import { createDecoder, type Decoder } from "../../src/decode/decoder.ts";
 import { type AvroRecordEncoder, clipRecordSchema, createAvroEncoder } from "../../src/decode/encode.ts";
 import type { DecoderOptions } from "../../src/decode/options.ts";
-import type { RawRecord } from "../../src/decode/types.ts";
 import { type FakeSchemaRegistry, startSchemaRegistry } from "../helpers/schema-registry.ts";
 
 const TOPIC = "clips-avro";

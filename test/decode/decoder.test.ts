@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import type { DecodedRecord, RawRecord } from "../../src/common/record.ts";
 import { createDecoder } from "../../src/decode/decoder.ts";
-import type { DecodedRecord, RawRecord } from "../../src/decode/types.ts";
 
 const TOPIC = "clips";
 let nextOffset = 0;

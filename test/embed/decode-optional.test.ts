@@ -4,9 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import type { RawRecord } from "../../src/common/record.ts";
 import { createDecoder } from "../../src/decode/decoder.ts";
 import { encodeJsonRecord } from "../../src/decode/encode.ts";
-import type { RawRecord } from "../../src/decode/types.ts";
 
 const raw = (value: unknown): RawRecord => ({
   source: { topic: "t", partition: 0, offset: "7" },

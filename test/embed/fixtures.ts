@@ -6,7 +6,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { DecodedRecord } from "../../src/decode/types.ts";
+import type { DecodedRecord } from "../../src/common/record.ts";
 import {
   bagOfTokensTextEncoder,
   clipStyleTokenizerJson,

@@ -8,7 +8,7 @@ import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import sharp from "sharp";
-import type { DecodedRecord } from "../../src/decode/types.ts";
+import type { DecodedRecord } from "../../src/common/record.ts";
 import { createEmbedStage } from "../../src/embed/stage.ts";
 import { transformerTextEncoder, vitImageEncoder } from "../../src/embed/synthetic.ts";
 import {

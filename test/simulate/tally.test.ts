@@ -1,9 +1,8 @@
 /** The demo's tally and summary, on hand-made outcomes whose counts and latencies are known. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { DecodedRecord } from "../../src/decode/types.ts";
+import type { DecodedRecord, RecordOutcome } from "../../src/common/record.ts";
 import { DemoTally, formatSummary, quantile } from "../../src/simulate/tally.ts";
-import type { RecordOutcome } from "../../src/sink/outputs.ts";
 
 function outcome(
   kind: string,

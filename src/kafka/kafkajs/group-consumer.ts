@@ -16,7 +16,7 @@
  * down); the parts taken before the error are skipped then, or they would be delivered twice.
  */
 import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
-import type { RawRecord } from "../../decode/types.ts";
+import type { RawRecord } from "../../common/record.ts";
 import type { GroupConsumer, GroupConsumerOptions } from "../port.ts";
 import { confirmMembership, heartbeatNow, type MembershipLease } from "./membership.ts";
 import { assignerWithRejoinHook, type ConsumerGroupInternals } from "./rejoin-hook.ts";

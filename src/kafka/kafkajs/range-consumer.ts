@@ -14,7 +14,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Kafka } from "kafkajs";
-import type { RawRecord } from "../../decode/types.ts";
+import type { RawRecord } from "../../common/record.ts";
 import type { KafkaClient, RangeConsumer, RangeConsumerOptions } from "../port.ts";
 import { rangeProgress } from "../range-bounds.ts";
 

@@ -21,7 +21,7 @@
  * A cooperative rebalance keeps some partitions fetching from where they were, so dropping their
  * records would lose them; docs/streaming.md says more.
  */
-import type { RawRecord } from "../../decode/types.ts";
+import type { RawRecord } from "../../common/record.ts";
 import type { GroupConsumer, GroupConsumerOptions } from "../port.ts";
 import {
   type AdapterContext,

@@ -13,7 +13,7 @@ import { createRequire } from "node:module";
 import type * as RdKafka from "@confluentinc/kafka-javascript";
 import { ClipsieveError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
-import type { RawRecord } from "../../decode/types.ts";
+import type { RawRecord } from "../../common/record.ts";
 import type { BrokerReachability } from "../port.ts";
 
 export type { RdKafka };

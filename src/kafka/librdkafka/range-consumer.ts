@@ -10,7 +10,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { silentLogger } from "../../common/logger.ts";
-import type { RawRecord } from "../../decode/types.ts";
+import type { RawRecord } from "../../common/record.ts";
 import type { KafkaClient, RangeConsumer, RangeConsumerOptions, TopicRecord } from "../port.ts";
 import { rangeProgress } from "../range-bounds.ts";
 import {

@@ -1,4 +1,9 @@
-import type { ErrorCode } from "../common/errors.ts";
+/**
+ * A record's vocabulary, shared by every stage: where it came from, what it holds once decoded, what
+ * marks it bad, and where it ends. Here, not in a stage's folder, so that source, window, score,
+ * policy and sink can all name a record without depending on one another.
+ */
+import type { ErrorCode } from "./errors.ts";
 
 /** Where a record came from: its Kafka coordinates. */
 export interface SourceRef {
@@ -43,4 +48,19 @@ export interface DecodedRecord extends RawRecord {
   /** The image itself (JPEG, PNG, WebP, GIF or AVIF bytes), when the record carries it: the embed stage encodes it. */
   imageBytes?: Buffer;
   failure?: RecordFailure;
+}
+
+/** Where a record goes: its `clipsieve-decision` header and the scores topic's `decision`. */
+export type RecordDecision = "accepted" | "rejected" | "dead_letter";
+
+/** The outcome of one record, as the policy (or a stage's failure mark) decided it. */
+export interface RecordOutcome {
+  record: DecodedRecord;
+  decision: RecordDecision;
+  /** Closed set: "passed", "below_threshold", ..., or the error code for dead letters. */
+  reason: string;
+  /** The score whose rule decided a rejection, when there is one. */
+  rule?: string;
+  scores?: Record<string, number>;
+  thresholds?: Record<string, number>;
 }
