@@ -1,6 +1,6 @@
 /**
  * Writes docs/errors.md from the catalogue in src/common/errors.ts (`node scripts/errors-doc.ts`).
- * test/common/errors-doc.test.ts fails when the two disagree, so a new code cannot go undocumented.
+ * test/common/errors-doc.unit.test.ts fails when the two disagree, so a new code cannot go undocumented.
  */
 import { writeFileSync } from "node:fs";
 import { ERROR_CODES } from "../src/common/errors.ts";

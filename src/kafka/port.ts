@@ -2,7 +2,7 @@
  * The Kafka port: everything clipsieve's stages ask of Kafka, in clipsieve's own types. No client
  * library's type appears here; an adapter folder (`librdkafka/`, the default, and `kafkajs/`, the
  * pure-JavaScript fallback; see docs/architecture.md) is the only place that imports one, and `createKafkaClient` (index.ts) is the
- * only way to get an adapter. test/kafka/boundary.test.ts keeps it so.
+ * only way to get an adapter. test/kafka/boundary.unit.test.ts keeps it so.
  *
  * Offsets travel as decimal strings on records (as the wire and both clients give them) and as
  * `bigint` in offset maps, where they are compared and added to.

@@ -8,7 +8,9 @@ import { createKafkaClient, type KafkaAdapterName, type KafkaClient } from "../.
 export function testBrokers(): string[] {
   const brokers = process.env.KAFKA_BROKERS;
   if (!brokers)
-    throw new Error("KAFKA_BROKERS is not set: run the tests with `npm test` (it starts a broker).");
+    throw new Error(
+      "KAFKA_BROKERS is not set: a test that needs a broker is a *.kafka.test.ts or *.crash.test.ts, run by `npm test` or `npm run test:broker` (they start one).",
+    );
   return brokers.split(",");
 }
 

@@ -14,7 +14,7 @@
  * join, await the callback carried by the consumer's own partition assigner (a public extension
  * point, so the callback reaches exactly the consumer it belongs to). kafkajs is pinned to an exact
  * version; `installRejoinHook` throws if the method is not where this expects it, and
- * test/kafka/rejoin-hook.test.ts proves against a real broker that a second member's join waits.
+ * test/kafka/rejoin-hook.kafka.test.ts proves against a real broker that a second member's join waits.
  */
 import { createRequire } from "node:module";
 import { type PartitionAssigner, PartitionAssigners } from "kafkajs";
