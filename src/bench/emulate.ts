@@ -46,7 +46,7 @@ export async function emulateFilter(
 ): Promise<DeliveredWindow[]> {
   const { dim, count } = sim.options;
   const decoder = await createDecoder({ format: "json", expectedDim: dim, expectedModel: target.model });
-  const cut = new WindowCut<DecodedRecord>(o, (r) => !r.failure);
+  const cut = new WindowCut<DecodedRecord>(o);
   const scorer = new WindowScorer(engine, { ...o, dim, target });
   // biome-ignore lint/suspicious/noThenProperty: the --then flag, as the policy's parser names it
   const policy = createPolicy(parsePolicyFlags({ keep: o.keep, then: o.thenKeep, warmup: o.warmup }));

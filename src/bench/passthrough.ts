@@ -152,7 +152,7 @@ export async function buildPassthrough(
     }
   };
   const windows$ = records$.pipe(
-    cutWindows(config, (r: DecodedRecord) => !r.failure),
+    cutWindows<DecodedRecord>(config),
     concatMap((w) => from(processWindow(w.items))),
   );
   let processing: Promise<unknown> = Promise.resolve();

@@ -254,10 +254,7 @@ export async function calibrateFromTopic(opts: {
         opts.logger.info({ topic: opts.topic, kind }, "calibrating from the topic's records");
         if (kind === "inputs") {
           scoring = await opts.makeInputScoring();
-          cut = new WindowCut(
-            { windowSize, bankSize: scoring.scorer.settings.bankSize },
-            (r: DecodedRecord) => !r.failure,
-          );
+          cut = new WindowCut<DecodedRecord>({ windowSize, bankSize: scoring.scorer.settings.bankSize });
         }
       }
       if (kind === "scores") {

@@ -301,7 +301,7 @@ export async function buildPipeline(
   const windows$ = records$.pipe(
     options.reproduce
       ? reformWindows(options.reproduce, (t: Tagged) => t.record, logger, backpressure.held)
-      : cutWindows(settings.cut, (t: Tagged) => !t.record.failure, clock),
+      : cutWindows<Tagged>(settings.cut, clock),
     // A separate step, so that embedding the next window overlaps with scoring this one.
     concatMap((w) => from(embedWindow(w))),
     concatMap((w) => from(scoreWindow(w))),

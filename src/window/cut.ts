@@ -5,12 +5,17 @@
  *
  * A window ends when it holds `windowSize` records, or `lingerMs` after its first record arrived
  * (`cutWindows`, for live streams), or when the input ends. While the negative bank is still filling,
- * a window also takes as many extra good records as the bank has rows left to fill (bank priming): so
- * every pool has windowSize + bankSize rows from the first window on. A smaller pool would give every
- * score a smaller normaliser, and the policy's sketch, which keeps all it has seen, would judge the rest
- * of the stream against those inflated scores (BENCHMARKS.md, fidelity: Jaccard 0.883 unprimed against
- * 0.965 primed). Priming counts the good records of the windows cut so far, not the bank's rows at the
- * time, so it depends on the input alone, not on how far scoring has got.
+ * a window also takes as many extra records as the bank has rows left to fill (bank priming): so every
+ * pool has windowSize + bankSize rows from the first window on. A smaller pool would give every score
+ * a smaller normaliser, and the policy's sketch, which keeps all it has seen, would judge the rest of
+ * the stream against those inflated scores (BENCHMARKS.md, fidelity: Jaccard 0.883 unprimed against
+ * 0.965 primed).
+ *
+ * Priming counts the records of the windows cut so far, not the bank's rows at the time, so the cut
+ * depends on the input alone, not on how far scoring has got. It counts bad records too (they never
+ * reach the bank), so the first pools are short by the bad records among them; counting good records
+ * only would make the first window longer than the backpressure lets in, and it would be cut by
+ * linger time instead, at a point that depends on timing.
  */
 import { Observable, type OperatorFunction } from "rxjs";
 import { type Clock, type ClockTimer, systemClock } from "../common/clock.ts";
@@ -35,14 +40,12 @@ export interface CutSettings {
 /** Size-based cutting, record by record (no timers): the part of the cut every caller shares. */
 export class WindowCut<T> {
   private readonly settings: CutSettings;
-  private readonly isGood: (item: T) => boolean;
   private open: T[] = [];
-  /** Good records in windows cut so far, up to bankSize: the bank rows already promised. */
+  /** Records in windows cut so far, up to bankSize: the bank rows already promised. */
   private primed = 0;
 
-  constructor(settings: CutSettings, isGood: (item: T) => boolean) {
+  constructor(settings: CutSettings) {
     this.settings = settings;
-    this.isGood = isGood;
   }
 
   /** The size at which the open window is cut. */
@@ -67,10 +70,7 @@ export class WindowCut<T> {
     if (this.open.length === 0) return undefined;
     const window = this.open;
     this.open = [];
-    if (this.primed < this.settings.bankSize) {
-      for (const item of window) if (this.isGood(item)) this.primed++;
-      this.primed = Math.min(this.primed, this.settings.bankSize);
-    }
+    this.primed = Math.min(this.settings.bankSize, this.primed + window.length);
     return window;
   }
 }
@@ -81,12 +81,11 @@ export class WindowCut<T> {
  */
 export function cutWindows<T>(
   settings: CutSettings & { lingerMs: number },
-  isGood: (item: T) => boolean,
   clock: Clock = systemClock,
 ): OperatorFunction<T, FormedWindow<T>> {
   return (items$) =>
     new Observable<FormedWindow<T>>((subscriber) => {
-      const windows = new WindowCut<T>(settings, isGood);
+      const windows = new WindowCut<T>(settings);
       let timer: ClockTimer | undefined;
       const emit = (window: T[] | undefined) => {
         if (!window) return;
