@@ -1,5 +1,5 @@
 import type { ScoringEngine } from "./engine.ts";
-import { SCORE_FAMILY_RUNS, type ScoreRow } from "./registry.ts";
+import { SCORE_FAMILY_RUNS, type ScoreName, type ScoreRow } from "./registry.ts";
 import type { Draw, Pool, TargetSet } from "./types.ts";
 
 /**
@@ -8,6 +8,26 @@ import type { Draw, Pool, TargetSet } from "./types.ts";
  * scored record, in pool order, its keys in registry order. Shared by `run`/`replay` and
  * `calibrate`, so a window is scored the same way wherever it is scored.
  */
+/**
+ * Every score the registry can compute for the pool's scored rows, as columns (row i = pool row i):
+ * those that need a target set only when there is one. The offline `score` command writes these.
+ */
+export async function scorePoolColumns(
+  engine: ScoringEngine,
+  pool: Pool,
+  draws: Draw[],
+  tau: number,
+  target: TargetSet | undefined,
+): Promise<Partial<Record<ScoreName, ArrayLike<number>>>> {
+  const out: Partial<Record<ScoreName, ArrayLike<number>>> = {};
+  for (const family of SCORE_FAMILY_RUNS) {
+    if (family.needsTarget && !target) continue;
+    const columns = await family.compute({ engine, pool, draws, tau, target });
+    for (const name of family.scores) out[name] = columns[name] as ArrayLike<number>;
+  }
+  return out;
+}
+
 export async function scorePoolRows(
   engine: ScoringEngine,
   pool: Pool,
@@ -18,13 +38,9 @@ export async function scorePoolRows(
   const n = pool.scoredRows;
   if (n === 0) return [];
   const rows: Record<string, number>[] = Array.from({ length: n }, () => ({}));
-  for (const family of SCORE_FAMILY_RUNS) {
-    if (family.needsTarget && !target) continue;
-    const columns = await family.compute({ engine, pool, draws, tau, target });
-    for (const name of family.scores) {
-      const column = columns[name] as ArrayLike<number>;
-      for (let i = 0; i < n; i++) rows[i][name] = column[i];
-    }
+  const columns = await scorePoolColumns(engine, pool, draws, tau, target);
+  for (const [name, column] of Object.entries(columns)) {
+    for (let i = 0; i < n; i++) rows[i][name] = column[i];
   }
   return rows as ScoreRow[];
 }

@@ -14,8 +14,10 @@ import {
 import { drawsFromBatches, makeDraws } from "../../score/draws.ts";
 import { createScoringEngine, DEVICES, type ScoringEngine } from "../../score/engine.ts";
 import { normaliseRows } from "../../score/normalise.ts";
+import { SCORE_NAMES, type ScoreName } from "../../score/registry.ts";
 import { type LoadedTarget, loadTarget, UNKNOWN_MODEL } from "../../score/target-set.ts";
 import type { Device, Draw } from "../../score/types.ts";
+import { scorePoolColumns } from "../../score/window-scores.ts";
 import { parseInteger, parseNumber } from "../flags.ts";
 import { createProgress } from "../progress.ts";
 
@@ -187,12 +189,15 @@ function concatFloat32(parts: Float32Array[]): Float32Array {
   return out;
 }
 
+/** The engine's columns are Float32Arrays already: no copy then. */
+function asFloat32(column: ArrayLike<number>): Float32Array {
+  return column instanceof Float32Array ? column : Float32Array.from(column);
+}
+
 interface ShardScores {
   rows: number;
-  clipScore: Float32Array;
-  sClipLoss: Float32Array;
-  normsim2?: Float32Array;
-  normsimInf?: Float32Array;
+  /** Every score the registry computes (src/score/registry.ts), by name, in registry order. */
+  scores: Partial<Record<ScoreName, ArrayLike<number>>>;
   uids?: ColumnData;
 }
 
@@ -208,14 +213,7 @@ async function scoreShard(
   if (target && opts.target) checkTarget(target, opts.target, file, image.dim);
   const n = image.rows;
   const pool = { dim: image.dim, scoredRows: n, bankRows: 0, image: image.data, text: text.data };
-  const loss = await engine.sClipLoss(pool, draws(n), tau);
-  const result: ShardScores = { rows: n, clipScore: loss.clipScore, sClipLoss: loss.sClipLoss };
-  if (target) {
-    const normSim = await engine.normSim(image.data, n, target, { two: true, inf: true });
-    result.normsim2 = normSim.normsim2;
-    result.normsimInf = normSim.normsimInf;
-  }
-  return result;
+  return { rows: n, scores: await scorePoolColumns(engine, pool, draws(n), tau, target) };
 }
 
 async function runScore(opts: ScoreOptions): Promise<void> {
@@ -306,11 +304,10 @@ function assembleColumns(parts: ShardScores[], shardNames: string[]): Record<str
   if (parts.length > 0 && parts[0].uids) {
     columns.uid = parts.flatMap((p) => Array.from(p.uids as ArrayLike<string | null>));
   }
-  columns.clip_score = concatFloat32(parts.map((p) => p.clipScore));
-  columns.s_clip_loss = concatFloat32(parts.map((p) => p.sClipLoss));
-  if (parts.length > 0 && parts[0].normsim2) {
-    columns.normsim_2 = concatFloat32(parts.map((p) => p.normsim2 as Float32Array));
-    columns.normsim_inf = concatFloat32(parts.map((p) => p.normsimInf as Float32Array));
+  for (const name of SCORE_NAMES) {
+    if (parts.length > 0 && parts[0].scores[name]) {
+      columns[name] = concatFloat32(parts.map((p) => asFloat32(p.scores[name] as ArrayLike<number>)));
+    }
   }
   return columns;
 }
