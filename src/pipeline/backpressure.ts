@@ -1,5 +1,5 @@
 /**
- * Backpressure: the source waits while more than `limit` records are fetched but not yet delivered,
+ * Backpressure: the source waits while `limit` or more records are fetched but not yet delivered,
  * which bounds the filter's memory at any input rate. Records that a re-formed window still waits
  * for (`replay --reproduce`) do not count (`held.waiting`): holding back the fetch would starve the
  * very window they wait on, whose other members are in partitions not yet read.
