@@ -300,7 +300,12 @@ export async function buildPipeline(
 
   const windows$ = records$.pipe(
     options.reproduce
-      ? reformWindows(options.reproduce, (t: Tagged) => t.record, logger, backpressure.held)
+      ? reformWindows(options.reproduce, (t: Tagged) => t.record, {
+          logger,
+          held: backpressure.held,
+          strayCut: settings.cut,
+          clock,
+        })
       : cutWindows<Tagged>(settings.cut, clock),
     // A separate step, so that embedding the next window overlaps with scoring this one.
     concatMap((w) => from(embedWindow(w))),

@@ -31,7 +31,7 @@ export interface FormedWindow<T> {
 export interface CutSettings {
   /** Records per window once the bank is full. */
   windowSize: number;
-  /** Negative bank rows: the first windows take this many extra good records between them. */
+  /** Negative bank rows: the first windows take this many extra records between them. */
   bankSize: number;
   /** False: every window has `windowSize` records (no priming; how the filter cut before). */
   primeBank?: boolean;
@@ -76,6 +76,46 @@ export class WindowCut<T> {
 }
 
 /**
+ * A `WindowCut` with a linger timer: windows go to `emit` when full, or `lingerMs` after their first
+ * record. Used by `cutWindows` and by `reformWindows` for records no recorded window holds.
+ */
+export class LingeringCut<T> {
+  private readonly windows: WindowCut<T>;
+  private readonly lingerMs: number;
+  private readonly clock: Clock;
+  private readonly emit: (window: T[]) => void;
+  private timer: ClockTimer | undefined;
+
+  constructor(settings: CutSettings & { lingerMs: number }, clock: Clock, emit: (window: T[]) => void) {
+    this.windows = new WindowCut<T>(settings);
+    this.lingerMs = settings.lingerMs;
+    this.clock = clock;
+    this.emit = emit;
+  }
+
+  add(item: T): void {
+    if (this.windows.pending === 0) this.timer = this.clock.setTimeout(() => this.flush(), this.lingerMs);
+    this.send(this.windows.add(item));
+  }
+
+  /** Cut the open window now (linger, end of input). */
+  flush(): void {
+    this.send(this.windows.cut());
+  }
+
+  dispose(): void {
+    this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private send(window: T[] | undefined): void {
+    if (!window) return;
+    this.dispose();
+    this.emit(window);
+  }
+}
+
+/**
  * The cut as an rxjs operator for a live stream: by size (`WindowCut`) or `lingerMs` after a window's
  * first record, whichever comes first; the open window is cut when the input completes.
  */
@@ -85,27 +125,17 @@ export function cutWindows<T>(
 ): OperatorFunction<T, FormedWindow<T>> {
   return (items$) =>
     new Observable<FormedWindow<T>>((subscriber) => {
-      const windows = new WindowCut<T>(settings);
-      let timer: ClockTimer | undefined;
-      const emit = (window: T[] | undefined) => {
-        if (!window) return;
-        clock.clearTimeout(timer);
-        timer = undefined;
-        subscriber.next({ items: window });
-      };
+      const cut = new LingeringCut<T>(settings, clock, (items) => subscriber.next({ items }));
       const subscription = items$.subscribe({
-        next: (item) => {
-          if (windows.pending === 0) timer = clock.setTimeout(() => emit(windows.cut()), settings.lingerMs);
-          emit(windows.add(item));
-        },
+        next: (item) => cut.add(item),
         error: (err) => subscriber.error(err),
         complete: () => {
-          emit(windows.cut());
+          cut.flush();
           subscriber.complete();
         },
       });
       return () => {
-        clock.clearTimeout(timer);
+        cut.dispose();
         subscription.unsubscribe();
       };
     });

@@ -9,9 +9,10 @@
  * bank and to how far the partitions drift apart, not to the whole replay.
  */
 import { Observable, type OperatorFunction } from "rxjs";
+import { type Clock, systemClock } from "../common/clock.ts";
 import type { Logger } from "../common/logger.ts";
 import type { DecodedRecord, SourceRef } from "../common/record.ts";
-import type { FormedWindow } from "./cut.ts";
+import { type FormedWindow, LingeringCut } from "./cut.ts";
 import { decodeRuns } from "./ranges.ts";
 import type { RecordedWindow, WindowManifest } from "./window.ts";
 
@@ -105,27 +106,38 @@ export class ReproduceWindower {
 
 /**
  * Re-form recorded windows in a stream (`replay --reproduce`). Records no recorded window holds (the
- * range went past the recorded run) are cut into ordinary windows once every recorded window is
- * formed, or when the stream ends. `held.waiting` reports how many records wait here, so that the
- * backpressure does not count them: holding back the fetch would starve the very window they wait on.
+ * range went past the recorded run) wait until every recorded window is formed, then are cut into
+ * ordinary windows by the filter's own cut (`strayCut`: size, linger, no priming, the bank being
+ * warm by then). `held.waiting` reports how many records wait here, so that the backpressure does not
+ * count them: holding back the fetch would starve the very window they wait on.
  */
 export function reformWindows<T>(
   manifests: readonly WindowManifest[],
   recordOf: (item: T) => DecodedRecord,
-  logger: Logger,
-  held: { waiting: number },
+  context: {
+    logger: Logger;
+    held: { waiting: number };
+    strayCut: { windowSize: number; lingerMs: number };
+    clock?: Clock;
+  },
 ): OperatorFunction<T, FormedWindow<T>> {
+  const { logger, held, clock = systemClock } = context;
   return (items$) =>
     new Observable<FormedWindow<T>>((subscriber) => {
       const windower = new ReproduceWindower(manifests);
       const items = new Map<DecodedRecord, T>();
-      const strays: T[] = [];
+      const early: T[] = [];
+      let strays = 0;
+      const strayCut = new LingeringCut<T>({ ...context.strayCut, bankSize: 0 }, clock, (window) => {
+        strays += window.length;
+        subscriber.next({ items: window });
+      });
 
       const take = (item: T): void => {
         const record = recordOf(item);
         if (!windower.holds(record.source)) {
-          strays.push(item);
-          if (windower.remaining === 0) subscriber.next({ items: strays.splice(0) });
+          if (windower.remaining > 0) early.push(item);
+          else strayCut.add(item);
           return;
         }
         items.set(record, item);
@@ -134,16 +146,17 @@ export function reformWindows<T>(
           for (const r of w.records) items.delete(r);
           subscriber.next({ items: formed, recorded: w.recorded });
         }
+        if (windower.remaining === 0) for (const stray of early.splice(0)) strayCut.add(stray);
       };
 
-      return items$.subscribe({
+      const subscription = items$.subscribe({
         next: (item) => {
           try {
             take(item);
           } catch (err) {
             subscriber.error(err);
           }
-          held.waiting = items.size + strays.length;
+          held.waiting = items.size + early.length;
         },
         error: (err) => subscriber.error(err),
         complete: () => {
@@ -154,15 +167,20 @@ export function reformWindows<T>(
               "recorded windows left incomplete: their records were not all read",
             );
           }
-          if (strays.length > 0) {
+          for (const stray of early.splice(0)) strayCut.add(stray);
+          strayCut.flush();
+          if (strays > 0) {
             logger.warn(
-              { records: strays.length },
+              { records: strays },
               "records outside the recorded windows were cut into new windows",
             );
-            subscriber.next({ items: strays.splice(0) });
           }
           subscriber.complete();
         },
       });
+      return () => {
+        strayCut.dispose();
+        subscription.unsubscribe();
+      };
     });
 }

@@ -5,6 +5,7 @@
  * rebuilt from the embeddings of earlier windows' records (a bank row never seen is an error), and
  * records no manifest holds are strays, cut into windows of their own.
  */
+
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Subject } from "rxjs";
@@ -14,6 +15,7 @@ import type { FormedWindow } from "../../src/window/cut.ts";
 import { encodeRuns } from "../../src/window/ranges.ts";
 import { ReproduceWindower, reformWindows } from "../../src/window/reproduce.ts";
 import type { WindowManifest } from "../../src/window/window.ts";
+import { ManualClock } from "../helpers/clock.ts";
 
 const DIM = 2;
 const ref = (partition: number, offset: number): SourceRef => ({
@@ -163,14 +165,16 @@ function harness() {
   const out: FormedWindow<Item>[] = [];
   let error: unknown;
   let completed = false;
-  input.pipe(reformWindows(manifests(), (t: Item) => t.record, logger, held)).subscribe({
+  const clock = new ManualClock();
+  const context = { logger, held, strayCut: { windowSize: 2, lingerMs: 1000 }, clock };
+  input.pipe(reformWindows(manifests(), (t: Item) => t.record, context)).subscribe({
     next: (w) => out.push(w),
     error: (err) => (error = err),
     complete: () => (completed = true),
   });
   const windows = () =>
     out.map((w) => ({ id: w.recorded?.id, records: coords(w.items.map((t) => t.record)) }));
-  return { input, out, windows, warnings, held, error: () => error, completed: () => completed };
+  return { input, out, windows, warnings, held, clock, error: () => error, completed: () => completed };
 }
 
 describe("reformWindows", () => {
@@ -229,6 +233,29 @@ describe("reformWindows", () => {
     assert.equal(h.completed(), true);
   });
 
+  it("cuts the strays after the recorded windows as the filter cuts: by size, or by linger time", async () => {
+    const h = harness();
+    for (const [p, o, f] of [
+      [1, 0],
+      [1, 1, true],
+      [1, 2],
+      [0, 0],
+      [0, 1],
+      [0, 2],
+      [0, 3],
+    ] as [number, number, boolean?][])
+      h.input.next({ record: record(p, o, f) });
+    for (const o of [0, 1, 2]) h.input.next({ record: record(5, o) });
+    // windowSize 2: one window of two at once, not a window per stray.
+    assert.deepEqual(h.windows().slice(3), [{ id: undefined, records: ["5/0", "5/1"] }]);
+    await h.clock.advance(999);
+    assert.equal(h.out.length, 4, "5/2 lingers");
+    await h.clock.advance(1);
+    assert.deepEqual(h.windows().slice(4), [{ id: undefined, records: ["5/2"] }]);
+    h.input.complete();
+    assert.equal(h.out.length, 5);
+  });
+
   it("on completion, emits the strays left and warns about recorded windows left incomplete", () => {
     const h = harness();
     h.input.next({ record: record(5, 0) });
@@ -253,8 +280,7 @@ describe("reformWindows", () => {
         reformWindows(
           [manifest("w-x", 1, 1, { members: [ref(0, 0)], bank: [ref(9, 9)] })],
           (t: Item) => t.record,
-          logger,
-          { waiting: 0 },
+          { logger, held: { waiting: 0 }, strayCut: { windowSize: 2, lingerMs: 1000 } },
         ),
       )
       .subscribe({ error: (err) => (error = err) });

@@ -92,6 +92,49 @@ function recordedRange(
   return { start, end };
 }
 
+/**
+ * With --start/--end as well as --reproduce: the recorded windows the range holds whole. A window the
+ * range cuts through could never be re-formed (the replay would wait for members it never reads),
+ * and a window whose bank rows lie before the range could not rebuild its pool: both are refused
+ * before anything runs.
+ */
+export function windowsInRange(
+  manifests: readonly WindowManifest[],
+  input: string,
+  start: Offsets,
+  end: Offsets,
+): WindowManifest[] {
+  const inRange = (r: { topic: string; partition: number; offset: string }) => {
+    const o = BigInt(r.offset);
+    return r.topic === input && o >= (start.get(r.partition) ?? 0n) && o < (end.get(r.partition) ?? 0n);
+  };
+  const kept: WindowManifest[] = [];
+  const members = new Set<string>();
+  for (const m of manifests) {
+    const refs = decodeRuns([...m.members, ...m.failed]);
+    const inside = refs.filter(inRange).length;
+    if (inside === 0) continue;
+    if (inside < refs.length) {
+      throw new ClipsieveError(
+        "CONFIG_INVALID",
+        `--start/--end cut through recorded window ${m.window_id} (${inside} of its ${refs.length} records are in the range): choose a range that holds whole windows, or leave out --start and --end to replay the range the windows cover`,
+      );
+    }
+    kept.push(m);
+    for (const r of decodeRuns(m.members)) members.add(`${r.partition}/${r.offset}`);
+  }
+  for (const m of kept) {
+    const missing = decodeRuns(m.bank).find((r) => !members.has(`${r.partition}/${r.offset}`));
+    if (missing) {
+      throw new ClipsieveError(
+        "CONFIG_INVALID",
+        `recorded window ${m.window_id} draws bank rows from before --start (${missing.topic} partition ${missing.partition} offset ${missing.offset}): start the range where the recorded run started, or leave out --start and --end`,
+      );
+    }
+  }
+  return kept;
+}
+
 async function ensureOutputTopics(kafka: KafkaClient, topics: string[], partitions: number): Promise<void> {
   await kafka.ensureTopics(topics.map((topic) => ({ topic, numPartitions: partitions })));
 }
@@ -164,7 +207,7 @@ export function registerReplayCommand(program: Command): void {
       adapter: config.kafkaClient,
     });
 
-    const manifests =
+    let manifests =
       typeof reproduceTopic === "string" ? await readManifests(kafka, reproduceTopic) : undefined;
     let start: Offsets;
     let end: Offsets;
@@ -177,6 +220,9 @@ export function registerReplayCommand(program: Command): void {
     }
     for (const p of start.keys()) if (!end.has(p)) end.set(p, start.get(p) as bigint);
     for (const p of end.keys()) if (!start.has(p)) start.set(p, end.get(p) as bigint);
+    if (manifests && (startFlag !== undefined || endFlag !== undefined)) {
+      manifests = windowsInRange(manifests, config.input, start, end);
+    }
 
     await ensureOutputTopics(kafka, outputTopicNames(config), Math.max(1, end.size));
     const from = await positionGroup(kafka, config.group, config.input, start, logger);
