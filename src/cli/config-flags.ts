@@ -56,8 +56,14 @@ export function schemaFacts(key: RunConfigKey): SchemaFacts {
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /** Add a flag for each of `keys` (all of the schema's when omitted) to `command`. */
-export function addConfigFlags(command: Command, keys: readonly RunConfigKey[] = RUN_CONFIG_KEYS): Command {
-  command.option("--config <file>", "JSON config file (keys as in docs/streaming.md; flags override it)");
+export function addConfigFlags(
+  command: Command,
+  keys: readonly RunConfigKey[] = RUN_CONFIG_KEYS,
+  { configFile = true }: { configFile?: boolean } = {},
+): Command {
+  if (configFile) {
+    command.option("--config <file>", "JSON config file (keys as in docs/streaming.md; flags override it)");
+  }
   for (const key of keys) {
     const shape = FLAG_SHAPES[key] ?? {};
     const facts = schemaFacts(key);

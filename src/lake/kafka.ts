@@ -4,8 +4,13 @@
  * (src/cli/flags.ts).
  */
 import type { Logger } from "../common/logger.ts";
-import { createKafkaClient, type KafkaClient } from "../kafka/index.ts";
+import { createKafkaClient, type KafkaAdapterName, type KafkaClient } from "../kafka/index.ts";
 
-export function createLakeKafka(brokers: string[], clientId: string, logger: Logger): KafkaClient {
-  return createKafkaClient({ brokers, clientId, logger });
+export function createLakeKafka(
+  brokers: string[],
+  clientId: string,
+  logger: Logger,
+  adapter?: KafkaAdapterName,
+): KafkaClient {
+  return createKafkaClient({ brokers, clientId, logger, adapter });
 }

@@ -10,6 +10,8 @@ import { z } from "zod";
 import { ClipsieveError } from "../common/errors.ts";
 import { BROKER_PATTERN, splitBrokerList } from "../kafka/brokers.ts";
 import { KAFKA_ADAPTERS } from "../kafka/index.ts";
+import { DEFAULT_WARMUP_MODE, DEFAULT_WARMUP_RECORDS, WARMUP_MODES } from "../policy/options.ts";
+import { SCORE_NAMES, scoreNeedsTarget } from "../score/registry.ts";
 import {
   OUTPUT_TOPICS,
   type OutputTopics,
@@ -73,23 +75,33 @@ export const runConfigSchema = z
       .describe(
         "onnxruntime intra-op threads (default: the machine's cores; set it to a container's CPU limit)",
       ),
-    keep: z.string().optional().describe("Top fraction, <score>=<fraction> (stage 1)"),
+    keep: z
+      .string()
+      .optional()
+      .describe(
+        `Stage 1: keep the top fraction of the stream by a score, <score>=<fraction> (${SCORE_NAMES.join(", ")}; ${SCORE_NAMES.filter(scoreNeedsTarget).join(", ")} need --target)`,
+      ),
     thenKeep: z
       .string()
       .optional()
-      .describe("Second stage, <score>=<fraction> of the whole stream (needs --keep)"),
+      .describe(
+        "Stage 2: of those, keep a top fraction of the FULL stream by another score, <score>=<fraction>",
+      ),
     threshold: z
       .union([z.string(), z.array(z.string())])
       .transform((v) => (Array.isArray(v) ? v : [v]))
       .optional()
-      .describe("Fixed threshold(s), <score>>=<value>"),
+      .describe("A fixed threshold <score>>=<value> (repeatable; all must pass)"),
     warmup: z.coerce
       .number()
       .int()
       .min(0)
       .optional()
-      .describe("Records before the quantile sketch is trusted (default 10000)"),
-    warmupMode: z.string().optional().describe("What happens during warm-up: provisional | accept | reject"),
+      .describe(`Records before the quantile sketch is trusted (default ${DEFAULT_WARMUP_RECORDS})`),
+    warmupMode: z
+      .enum(WARMUP_MODES)
+      .optional()
+      .describe(`What the quantile rules do during warm-up (default ${DEFAULT_WARMUP_MODE}; docs/policy.md)`),
     policyFile: z.string().optional().describe("Start the policy from this state file (from `calibrate`)"),
     delivery: z
       .enum(["exactly-once", "at-least-once"])
@@ -160,6 +172,15 @@ export type RunConfig = z.output<typeof runConfigSchema> & OutputTopics & { stat
 export type RunConfigKey = keyof typeof runConfigSchema.shape;
 export const RUN_CONFIG_KEYS = Object.keys(runConfigSchema.shape) as RunConfigKey[];
 
+/** The keys that make the policy: `--keep`, `--then`, `--threshold`, `--warmup`, `--warmup-mode`. */
+export const POLICY_KEYS = [
+  "keep",
+  "thenKeep",
+  "threshold",
+  "warmup",
+  "warmupMode",
+] as const satisfies readonly RunConfigKey[];
+
 /** Keys only `run` takes: `replay` names its group and versioned output topics itself. */
 export const RUN_ONLY_KEYS: readonly RunConfigKey[] = [
   "group",
@@ -218,11 +239,14 @@ export function configFromFile(path: string): Record<string, unknown> {
  * Merge the layers and validate. `sources` maps each key to where its value came from, so the error
  * for a bad value says "--window-size" or "CLIPSIEVE_WINDOW_SIZE" or "config file x.json: windowSize".
  */
-export function resolveRunConfig(layers: {
+export interface ConfigLayers {
   file?: { path: string; values: Record<string, unknown> };
   env?: Record<string, string>;
   flags?: Record<string, unknown>;
-}): RunConfig {
+}
+
+/** Merge the layers (defaults < file < env < flags) and validate them against `schema`. */
+function mergeAndValidate<S extends z.ZodType>(schema: S, layers: ConfigLayers): z.output<S> {
   const merged: Record<string, unknown> = {};
   const origin: Record<string, string> = {};
   if (layers.file) {
@@ -240,7 +264,7 @@ export function resolveRunConfig(layers: {
     merged[k] = v;
     origin[k] = `flag --${flagName(k)}`;
   }
-  const result = runConfigSchema.safeParse(merged);
+  const result = schema.safeParse(merged);
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
       const key = issue.code === "unrecognized_keys" ? issue.keys.join(", ") : String(issue.path[0] ?? "");
@@ -251,16 +275,42 @@ export function resolveRunConfig(layers: {
     });
     throw new ClipsieveError("CONFIG_INVALID", `Invalid configuration:\n  - ${problems.join("\n  - ")}`);
   }
-  const cfg = result.data;
+  const cfg = result.data as { format?: string; schemaRegistry?: string };
   if (cfg.format === "avro" && !cfg.schemaRegistry) {
     throw new ClipsieveError(
       "CONFIG_INVALID",
       "Invalid configuration: format avro needs schemaRegistry (--schema-registry)",
     );
   }
+  return result.data;
+}
+
+export function resolveRunConfig(layers: ConfigLayers): RunConfig {
+  const cfg = mergeAndValidate(runConfigSchema, layers);
   return {
     ...cfg,
     ...outputTopicsOf(cfg),
     stateTopic: cfg.stateTopic ?? `${cfg.group}-policy-state`,
   };
+}
+
+export type RunConfigValues = z.output<typeof runConfigSchema>;
+
+/**
+ * Some of `run`'s options, for another command that takes them with the same meaning (`calibrate`
+ * scores and decides as `run` does): the same schema, defaults, environment variables and errors.
+ * Environment variables for keys outside `keys` are ignored.
+ */
+export function resolveConfigSubset<K extends RunConfigKey>(
+  keys: readonly K[],
+  layers: ConfigLayers,
+): Pick<RunConfigValues, K> {
+  const mask = Object.fromEntries(keys.map((k) => [k, true])) as { [k in RunConfigKey]?: true };
+  const env = Object.fromEntries(
+    Object.entries(layers.env ?? {}).filter(([k]) => (keys as readonly string[]).includes(k)),
+  );
+  return mergeAndValidate(runConfigSchema.pick(mask), { ...layers, env }) as unknown as Pick<
+    RunConfigValues,
+    K
+  >;
 }

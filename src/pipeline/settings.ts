@@ -10,17 +10,38 @@ import type { TargetSet } from "../score/types.ts";
 import { type OutputTopics, outputTopicsOf } from "../sink/topics.ts";
 import type { CutSettings } from "../window/cut.ts";
 import type { ScorerSettings } from "../window/scorer.ts";
-import type { RunConfig } from "./config.ts";
+import { POLICY_KEYS, type RunConfig, type RunConfigKey, type RunConfigValues } from "./config.ts";
 
-export interface PipelineSettings {
+/** The keys that say how windows are cut, scored and decided: `run`'s, and `calibrate`'s. */
+export const SCORING_KEYS = [
+  "dim",
+  "model",
+  "target",
+  "windowSize",
+  "lingerMs",
+  "bankSize",
+  "draws",
+  "batchSize",
+  "tau",
+  "seed",
+  ...POLICY_KEYS,
+] as const satisfies readonly RunConfigKey[];
+
+export type ScoringConfig = Pick<RunConfigValues, (typeof SCORING_KEYS)[number]>;
+
+/** How windows are cut, scored and decided, resolved. */
+export interface ScoringSettings {
   /** Embedding dimension D: --dim, else the target set's, else the embed teacher's, else 768. */
   dim: number;
   /** The teacher every record must name: --model, else the target set's, else the embed teacher's. */
   model: string | undefined;
   policy: PolicySpec;
-  topics: OutputTopics;
   cut: CutSettings & { lingerMs: number };
   scorer: ScorerSettings;
+}
+
+export interface PipelineSettings extends ScoringSettings {
+  topics: OutputTopics;
   /** Records fetched but not delivered before the source waits (at least one primed first window). */
   maxUndelivered: number;
   transactionalId: string;
@@ -32,7 +53,7 @@ export interface NamedArtifacts {
   embed?: { dim: number; model: string };
 }
 
-export function resolveSettings(config: RunConfig, named: NamedArtifacts = {}): PipelineSettings {
+export function resolveScoring(config: ScoringConfig, named: NamedArtifacts = {}): ScoringSettings {
   const { target, embed } = named;
   const dim = config.dim ?? target?.dim ?? embed?.dim ?? 768;
   if (target && target.dim !== dim) {
@@ -43,14 +64,7 @@ export function resolveSettings(config: RunConfig, named: NamedArtifacts = {}): 
   }
   const model =
     config.model ?? (target && target.model !== "unknown" ? target.model : undefined) ?? embed?.model;
-  const policy = parsePolicyFlags({
-    keep: config.keep,
-    // biome-ignore lint/suspicious/noThenProperty: the value of the --then flag, as the policy's parser names it
-    then: config.thenKeep,
-    threshold: config.threshold,
-    warmup: config.warmup,
-    warmupMode: config.warmupMode,
-  });
+  const policy = policySpecOf(config);
   const needsTarget = policyScores(policy).filter(scoreNeedsTarget);
   if (needsTarget.length > 0 && !target) {
     throw new ClipsieveError(
@@ -62,7 +76,6 @@ export function resolveSettings(config: RunConfig, named: NamedArtifacts = {}): 
     dim,
     model,
     policy,
-    topics: outputTopicsOf(config),
     cut: { windowSize: config.windowSize, bankSize: config.bankSize, lingerMs: config.lingerMs },
     scorer: {
       dim,
@@ -73,6 +86,27 @@ export function resolveSettings(config: RunConfig, named: NamedArtifacts = {}): 
       seed: config.seed,
       target,
     },
+  };
+}
+
+/** The policy the configuration's `keep`, `thenKeep`, `threshold` and `warmup*` keys describe. */
+export function policySpecOf(
+  config: Pick<RunConfigValues, "keep" | "thenKeep" | "threshold" | "warmup" | "warmupMode">,
+): PolicySpec {
+  return parsePolicyFlags({
+    keep: config.keep,
+    // biome-ignore lint/suspicious/noThenProperty: the value of the --then flag, as the policy's parser names it
+    then: config.thenKeep,
+    threshold: config.threshold,
+    warmup: config.warmup,
+    warmupMode: config.warmupMode,
+  });
+}
+
+export function resolveSettings(config: RunConfig, named: NamedArtifacts = {}): PipelineSettings {
+  return {
+    ...resolveScoring(config, named),
+    topics: outputTopicsOf(config),
     maxUndelivered: maxUndelivered(config),
     transactionalId: `clipsieve-${config.group}-${config.instanceId}`,
   };

@@ -1,7 +1,6 @@
 /** Re-exported for the policy's callers; the source of truth is the score registry. */
 export { SCORE_NAMES, type ScoreName, type ScoreRow } from "../score/registry.ts";
 export {
-  addPolicyOptions,
   DEFAULT_WARMUP_MODE,
   DEFAULT_WARMUP_RECORDS,
   describePolicy,

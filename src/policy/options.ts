@@ -4,10 +4,9 @@
  * normalised spec, recorded with every decision so a reader can tell which policy made it).
  */
 import { createHash } from "node:crypto";
-import type { Command } from "commander";
 import { z } from "zod";
 import { ClipsieveError } from "../common/errors.ts";
-import { SCORE_NAMES, type ScoreName, scoreNeedsTarget } from "../score/registry.ts";
+import { SCORE_NAMES, type ScoreName } from "../score/registry.ts";
 import { DEFAULT_SKETCH_K } from "./sketch.ts";
 
 export const WARMUP_MODES = ["provisional", "accept", "reject"] as const;
@@ -236,30 +235,8 @@ export function parsePolicyFlags(flags: PolicyFlags): PolicySpec {
   return parsePolicySpec({ keep, thenKeep: then, thresholds, warmup: { records, mode } });
 }
 
-function collect(value: string, previous: string[] | undefined): string[] {
+function _collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
-}
-
-/** Adds the policy flags to a command, so every command that decides spells them the same way. */
-export function addPolicyOptions(command: Command): Command {
-  return command
-    .option(
-      "--keep <score=fraction>",
-      `stage 1: keep the top fraction of the stream by a score (${SCORE_NAMES.join(", ")}; ${SCORE_NAMES.filter(scoreNeedsTarget).join(", ")} need --target)`,
-    )
-    .option(
-      "--then <score=fraction>",
-      "stage 2: of those, keep a top fraction of the FULL stream by another score",
-    )
-    .option("--threshold <rule>", "a fixed threshold <score>>=<value> (repeatable; all must pass)", collect)
-    .option(
-      "--warmup <records>",
-      `records before the quantile sketch is trusted (default ${DEFAULT_WARMUP_RECORDS})`,
-    )
-    .option(
-      "--warmup-mode <mode>",
-      `during warm-up: ${WARMUP_MODES.join(" | ")} (default ${DEFAULT_WARMUP_MODE})`,
-    );
 }
 
 /** The spec as flags, for logs and error messages ("made by --keep s_clip_loss=0.3 ..."). */

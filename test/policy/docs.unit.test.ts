@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { it } from "node:test";
 import { Command } from "commander";
+import { addConfigFlags } from "../../src/cli/config-flags.ts";
+import { POLICY_KEYS } from "../../src/pipeline/config.ts";
 import {
-  addPolicyOptions,
   DECISION_REASONS,
   DEFAULT_SKETCH_K,
   DEFAULT_WARMUP_MODE,
@@ -26,7 +27,7 @@ const ERROR_CODES = [
 ];
 
 it("docs/policy.md lists every flag, config key, default, mode, reason and error code", () => {
-  for (const option of addPolicyOptions(new Command("x")).options) {
+  for (const option of addConfigFlags(new Command("x"), POLICY_KEYS, { configFile: false }).options) {
     assert.ok(doc.includes(`\`${option.long} `), `flag ${option.long}`);
   }
   for (const key of Object.keys(policySpecSchema.shape))

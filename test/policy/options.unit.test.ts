@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import { Command } from "commander";
+import { addConfigFlags } from "../../src/cli/config-flags.ts";
 import { isClipsieveError } from "../../src/common/errors.ts";
+import { POLICY_KEYS } from "../../src/pipeline/config.ts";
 import {
-  addPolicyOptions,
   describePolicy,
   type PolicyFlags,
   parsePolicyFlags,
@@ -123,8 +124,8 @@ describe("parsePolicyFlags", () => {
     throwsNaming(() => parsePolicyFlags(flags({})), "--keep", /no policy given/);
   });
 
-  it("works with the options addPolicyOptions declares", () => {
-    const command = addPolicyOptions(new Command("run").exitOverride());
+  it("works with the policy flags made from the run configuration's schema", () => {
+    const command = addConfigFlags(new Command("run").exitOverride(), POLICY_KEYS, { configFile: false });
     command.parse(
       [
         "--keep",

@@ -3,7 +3,7 @@
  * state that `run --policy-file` starts from, so a new stream is warm from its first record.
  */
 import { writeFile } from "node:fs/promises";
-import { type Command, Option } from "commander";
+import type { Command } from "commander";
 import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { createDecoder } from "../../decode/decoder.ts";
@@ -17,31 +17,32 @@ import {
 } from "../../lake/calibrate.ts";
 import { createLakeKafka } from "../../lake/kafka.ts";
 import { parseScoreSource } from "../../lake/score-records.ts";
-import { addPolicyOptions, describePolicy, type PolicyFlags, parsePolicyFlags } from "../../policy/index.ts";
+import { configFromEnv, resolveConfigSubset } from "../../pipeline/config.ts";
+import { policySpecOf, resolveScoring, SCORING_KEYS } from "../../pipeline/settings.ts";
+import { describePolicy, type PolicySpec } from "../../policy/index.ts";
 import { createScoringEngine } from "../../score/engine.ts";
-import { loadTarget, UNKNOWN_MODEL } from "../../score/target-set.ts";
-import type { Device } from "../../score/types.ts";
+import { loadTarget } from "../../score/target-set.ts";
 import { WindowScorer } from "../../window/scorer.ts";
-import { parseBrokers, parseInteger, parseNumber } from "../flags.ts";
+import { addConfigFlags } from "../config-flags.ts";
+import { parseBrokers, parseInteger } from "../flags.ts";
 
-interface CalibrateOptions extends PolicyFlags {
+/** `run`'s options that `calibrate` takes with the same meaning, defaults and environment variables. */
+const CALIBRATE_KEYS = [
+  ...SCORING_KEYS,
+  "kafkaClient",
+  "format",
+  "schemaRegistry",
+  "device",
+  "threads",
+] as const;
+
+interface CalibrateOptions extends Record<string, unknown> {
   input: string[];
   brokers?: string;
-  format: "json" | "avro";
-  schemaRegistry?: string;
   limit?: string;
-  target?: string;
-  windowSize: string;
-  bankSize: string;
-  draws: string;
-  batchSize: string;
-  tau: string;
-  seed: string;
-  dim?: string;
-  model?: string;
-  device: Device;
   out: string;
   json?: boolean;
+  then?: string;
 }
 
 export function registerCalibrateCommand(program: Command): void {
@@ -55,38 +56,26 @@ export function registerCalibrateCommand(program: Command): void {
       "a topic of input records or of score records, or score files (.jsonl dump, .parquet/.arrow tables)",
     )
     .option("--brokers <list>", "Kafka bootstrap brokers, host:port,... (for a topic)")
-    .addOption(
-      new Option("--format <format>", "input value format").choices(["json", "avro"]).default("json"),
-    )
-    .option("--schema-registry <url>", "Confluent Schema Registry URL (avro)")
     .option("--limit <n>", "use only the first n records of the input")
-    .option("--target <file>", "target set, for NormSim rules (as for run)")
-    .option("--window-size <n>", "records per window, as for run", "4096")
-    .option("--bank-size <m>", "negative bank rows, as for run", "4096")
-    .option("--draws <k>", "seeded draws per window, as for run", "5")
-    .option("--batch-size <b>", "contrastive batch size, as for run", "8192")
-    .option("--tau <t>", "temperature, as for run", "0.01")
-    .option("--seed <s>", "base seed, as for run", "0")
-    .option("--dim <d>", "embedding dimension (default: the target's, else 768)")
-    .option("--model <name>", "teacher model records must name (default: the target's)")
-    .addOption(
-      new Option("--device <device>", "onnxruntime execution provider")
-        .choices(["cpu", "cuda", "webgpu"])
-        .default("cpu"),
-    )
     .requiredOption("--out <policy.json>", "where to write the policy state")
     .option("--json", "print the result as JSON");
-  addPolicyOptions(command).action(async (opts: CalibrateOptions) => {
+  addConfigFlags(command, CALIBRATE_KEYS, { configFile: false }).action(async (opts: CalibrateOptions) => {
     const logger = createLogger("calibrate");
-    const spec = parsePolicyFlags(opts);
-    const limit = opts.limit === undefined ? undefined : parseInteger("--limit", opts.limit, 1);
-    const windowSize = parseInteger("--window-size", opts.windowSize, 1);
+    const { input, brokers, limit: limitFlag, out, json, then: thenKeep, ...rest } = opts;
+    const config = resolveConfigSubset(CALIBRATE_KEYS, {
+      env: configFromEnv(),
+      flags: { ...rest, thenKeep },
+    });
+    // Score files need no target set even for NormSim rules: their scores are computed already.
+    const spec = policySpecOf(config);
+    const limit = limitFlag === undefined ? undefined : parseInteger("--limit", String(limitFlag), 1);
+    const windowSize = config.windowSize;
     const calibration = new Calibration(spec);
-    const sources = opts.input.map(parseScoreSource);
+    const sources = input.map(parseScoreSource);
     let described: string;
     if (sources.length === 1 && sources[0]!.kind === "topic") {
       const topic = sources[0]!.topic;
-      const kafka = createLakeKafka(parseBrokers(opts.brokers), "clipsieve-calibrate", logger);
+      const kafka = createLakeKafka(parseBrokers(brokers), "clipsieve-calibrate", logger, config.kafkaClient);
       const kind = await calibrateFromTopic({
         kafka,
         topic,
@@ -94,7 +83,7 @@ export function registerCalibrateCommand(program: Command): void {
         calibration,
         windowSize,
         limit,
-        makeInputScoring: () => makeInputScoring(opts, logger),
+        makeInputScoring: () => makeInputScoring(config, logger),
       });
       described = `topic ${topic} (${kind === "scores" ? "score records" : "input records, scored here"})`;
     } else {
@@ -102,7 +91,7 @@ export function registerCalibrateCommand(program: Command): void {
       if (topics.length > 0) {
         throw new ClipsieveError(
           "CONFIG_INVALID",
-          `--input ${opts.input.join(" ")}: give one topic, or files only (no file named ${opts.input[sources.indexOf(topics[0]!)]})`,
+          `--input ${input.join(" ")}: give one topic, or files only (no file named ${input[sources.indexOf(topics[0]!)]})`,
         );
       }
       await calibrateFromFiles(
@@ -110,51 +99,40 @@ export function registerCalibrateCommand(program: Command): void {
         calibration,
         { windowSize, limit },
       );
-      described = `${sources.length === 1 ? "file" : "files"} ${opts.input.join(", ")}`;
+      described = `${sources.length === 1 ? "file" : "files"} ${input.join(", ")}`;
     }
     const result = calibration.result();
     if (result.scored === 0) {
       throw new ClipsieveError(
         "CONFIG_INVALID",
-        `--input ${opts.input.join(" ")}: no scored records to calibrate on`,
+        `--input ${input.join(" ")}: no scored records to calibrate on`,
       );
     }
-    await writeFileAtomic(opts.out, (file) => writeFile(file, `${JSON.stringify(result.state)}\n`));
-    printResult(result, described, opts.out, spec, opts.json === true);
+    await writeFileAtomic(out, (file) => writeFile(file, `${JSON.stringify(result.state)}\n`));
+    printResult(result, described, out, spec, json === true);
   });
 }
 
+/** Input records are decoded, cut and scored as `run` does, with run's settings (settings.ts). */
 async function makeInputScoring(
-  opts: CalibrateOptions,
+  config: ResolvedCalibrateConfig,
   logger: ReturnType<typeof createLogger>,
 ): Promise<InputScoring> {
-  const target = opts.target ? await loadTarget(opts.target) : undefined;
-  const dim = opts.dim ? parseInteger("--dim", opts.dim, 1) : (target?.dim ?? 768);
-  if (target && target.dim !== dim) {
-    throw new ClipsieveError(
-      "TARGET_MISMATCH",
-      `Target set ${opts.target} has D=${target.dim}, but --dim is ${dim}.`,
-    );
-  }
-  const model = opts.model ?? (target && target.model !== UNKNOWN_MODEL ? target.model : undefined);
-  const tau = parseNumber("--tau", opts.tau, { min: 0, exclusive: true });
-  const engine = await createScoringEngine({ device: opts.device, logger });
+  const target = config.target ? await loadTarget(config.target) : undefined;
+  const scoring = resolveScoring(config, { target });
+  const engine = await createScoringEngine({ device: config.device, logger, threads: config.threads });
   const decoder = await createDecoder(
-    { format: opts.format, schemaRegistryUrl: opts.schemaRegistry, expectedDim: dim, expectedModel: model },
+    {
+      format: config.format,
+      schemaRegistryUrl: config.schemaRegistry,
+      expectedDim: scoring.dim,
+      expectedModel: scoring.model,
+    },
     { logger },
   );
-  const scorer = new WindowScorer(engine, {
-    dim,
-    bankSize: parseInteger("--bank-size", opts.bankSize, 0),
-    draws: parseInteger("--draws", opts.draws, 1),
-    batchSize: parseInteger("--batch-size", opts.batchSize, 1),
-    tau,
-    seed: parseInteger("--seed", opts.seed, 0),
-    target,
-  });
   return {
     decode: (raws) => decoder.decodeBatch(raws),
-    scorer,
+    scorer: new WindowScorer(engine, scoring.scorer),
     async close() {
       await decoder.close();
       await engine.close();
@@ -162,11 +140,13 @@ async function makeInputScoring(
   };
 }
 
+type ResolvedCalibrateConfig = ReturnType<typeof resolveConfigSubset<(typeof CALIBRATE_KEYS)[number]>>;
+
 function printResult(
   r: CalibrationResult,
   described: string,
   out: string,
-  spec: ReturnType<typeof parsePolicyFlags>,
+  spec: PolicySpec,
   json: boolean,
 ): void {
   if (json) {
