@@ -18,7 +18,6 @@ export const SCORING_KEYS = [
   "model",
   "target",
   "windowSize",
-  "lingerMs",
   "bankSize",
   "draws",
   "batchSize",
@@ -27,7 +26,9 @@ export const SCORING_KEYS = [
   ...POLICY_KEYS,
 ] as const satisfies readonly RunConfigKey[];
 
-export type ScoringConfig = Pick<RunConfigValues, (typeof SCORING_KEYS)[number]>;
+/** Linger time matters only to a live stream (`run`, `replay`): a bounded read never waits for more. */
+export type ScoringConfig = Pick<RunConfigValues, (typeof SCORING_KEYS)[number]> &
+  Partial<Pick<RunConfigValues, "lingerMs">>;
 
 /** How windows are cut, scored and decided, resolved. */
 export interface ScoringSettings {
@@ -36,11 +37,12 @@ export interface ScoringSettings {
   /** The teacher every record must name: --model, else the target set's, else the embed teacher's. */
   model: string | undefined;
   policy: PolicySpec;
-  cut: CutSettings & { lingerMs: number };
+  cut: CutSettings;
   scorer: ScorerSettings;
 }
 
 export interface PipelineSettings extends ScoringSettings {
+  cut: CutSettings & { lingerMs: number };
   topics: OutputTopics;
   /** Records fetched but not delivered before the source waits (at least one primed first window). */
   maxUndelivered: number;
@@ -76,7 +78,7 @@ export function resolveScoring(config: ScoringConfig, named: NamedArtifacts = {}
     dim,
     model,
     policy,
-    cut: { windowSize: config.windowSize, bankSize: config.bankSize, lingerMs: config.lingerMs },
+    cut: { windowSize: config.windowSize, bankSize: config.bankSize },
     scorer: {
       dim,
       bankSize: config.bankSize,
@@ -104,8 +106,10 @@ export function policySpecOf(
 }
 
 export function resolveSettings(config: RunConfig, named: NamedArtifacts = {}): PipelineSettings {
+  const scoring = resolveScoring(config, named);
   return {
-    ...resolveScoring(config, named),
+    ...scoring,
+    cut: { ...scoring.cut, lingerMs: config.lingerMs },
     topics: outputTopicsOf(config),
     maxUndelivered: maxUndelivered(config),
     transactionalId: `clipsieve-${config.group}-${config.instanceId}`,
