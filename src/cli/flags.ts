@@ -72,4 +72,4 @@ export function numberOption(flag: string, range: NumberRange = {}): (text: stri
 }
 
 /** Kafka bootstrap brokers (`host:port,...`): read as every command reads them (src/kafka/brokers.ts). */
-export { parseBrokers } from "../kafka/brokers.ts";
+export { parseBrokers } from "../kafka/index.ts";

@@ -7,6 +7,7 @@ import { createKafkajsClient } from "./kafkajs/client.ts";
 import { createLibrdkafkaClient } from "./librdkafka/client.ts";
 import { KAFKA_ADAPTERS, type KafkaAdapterName, type KafkaClient, type KafkaClientOptions } from "./port.ts";
 
+export { BROKER_PATTERN, parseBrokers, splitBrokerList } from "./brokers.ts";
 export { type KafkaErrorKind, kafkaErrorKind } from "./errors.ts";
 export * from "./port.ts";
 

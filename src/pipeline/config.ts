@@ -8,8 +8,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { ClipsieveError } from "../common/errors.ts";
-import { BROKER_PATTERN, splitBrokerList } from "../kafka/brokers.ts";
-import { KAFKA_ADAPTERS } from "../kafka/index.ts";
+import { BROKER_PATTERN, KAFKA_ADAPTERS, splitBrokerList } from "../kafka/index.ts";
 import { DEFAULT_WARMUP_MODE, DEFAULT_WARMUP_RECORDS, WARMUP_MODES } from "../policy/options.ts";
 import { SCORE_NAMES, scoreNeedsTarget } from "../score/registry.ts";
 import {

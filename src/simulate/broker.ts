@@ -7,8 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../common/logger.ts";
-import { parseBrokers } from "../kafka/brokers.ts";
-import { createKafkaClient } from "../kafka/index.ts";
+import { createKafkaClient, parseBrokers } from "../kafka/index.ts";
 import { readBrokerState, startLocalBroker, stopLocalBroker } from "../kafka/local-broker.ts";
 
 export interface BrokerHandle {
