@@ -13,6 +13,7 @@ import { createPolicy, parsePolicyFlags } from "../policy/index.ts";
 import type { ScoringEngine } from "../score/engine.ts";
 import type { TargetSet } from "../score/types.ts";
 import type { Simulation } from "../simulate/generator.ts";
+import { simRecordFields } from "../simulate/producer.ts";
 import { WindowCut } from "../window/cut.ts";
 import { decideWindow } from "../window/decide.ts";
 import { WindowScorer } from "../window/scorer.ts";
@@ -59,17 +60,7 @@ export async function emulateFilter(
   try {
     for (let p = 0; p < count; p++) {
       const r = sim.record(p);
-      const value = encodeJsonRecord(
-        {
-          uid: r.uid,
-          text: r.text,
-          url: r.url,
-          model: r.model,
-          imageEmbedding: r.imageEmbedding,
-          textEmbedding: r.textEmbedding,
-        },
-        { embeddingEncoding: "base64" },
-      );
+      const value = encodeJsonRecord(simRecordFields(r), { embeddingEncoding: "base64" });
       const record = await decoder.decode({
         source: { topic: o.topic, partition: 0, offset: String(p) },
         key: Buffer.from(r.uid),

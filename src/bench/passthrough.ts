@@ -157,12 +157,7 @@ export async function buildPassthrough(
   );
   let processing: Promise<unknown> = Promise.resolve();
   let closed = false;
-  let resolveDone!: () => void;
-  let rejectDone!: (err: unknown) => void;
-  const done = new Promise<void>((resolve, reject) => {
-    resolveDone = resolve;
-    rejectDone = reject;
-  });
+  const { promise: done, resolve: resolveDone, reject: rejectDone } = Promise.withResolvers<void>();
   done.catch(() => {});
   const close = async () => {
     if (closed) return;

@@ -322,12 +322,7 @@ export async function buildPipeline(
     void close();
   };
 
-  let resolveDone!: () => void;
-  let rejectDone!: (err: unknown) => void;
-  const done = new Promise<void>((resolve, reject) => {
-    resolveDone = resolve;
-    rejectDone = reject;
-  });
+  const { promise: done, resolve: resolveDone, reject: rejectDone } = Promise.withResolvers<void>();
   // A rejection nobody awaits yet must not crash the process before `close` handles it.
   done.catch(() => {});
   let processing: Promise<unknown> | undefined;

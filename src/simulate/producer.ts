@@ -11,7 +11,12 @@
  */
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
-import { type AvroRecordEncoder, createAvroEncoder, encodeJsonRecord } from "../decode/encode.ts";
+import {
+  type AvroRecordEncoder,
+  type ClipRecordFields,
+  createAvroEncoder,
+  encodeJsonRecord,
+} from "../decode/encode.ts";
 import { createKafkaClient, type KafkaClient, type OutboundRecord } from "../kafka/index.ts";
 import type { SimRecord, Simulation } from "./generator.ts";
 
@@ -51,6 +56,18 @@ export function simulatorKafka(
 /** Create `topic` with `partitions` partitions unless it exists. */
 export async function ensureTopic(kafka: KafkaClient, topic: string, partitions = 1): Promise<void> {
   await kafka.ensureTopics([{ topic, numPartitions: partitions }]);
+}
+
+/** A simulated record's fields as the record format has them (docs/record-format.md). */
+export function simRecordFields(r: SimRecord): ClipRecordFields {
+  return {
+    uid: r.uid,
+    text: r.text,
+    url: r.url,
+    model: r.model,
+    imageEmbedding: r.imageEmbedding,
+    textEmbedding: r.textEmbedding,
+  };
 }
 
 export function simHeaders(r: SimRecord): Record<string, string> {
@@ -94,14 +111,7 @@ export async function produceSimulation(sim: Simulation, options: ProduceOptions
     let chunkBytes = 0;
     for (const r of sim.records()) {
       if (options.signal?.aborted) break;
-      const fields = {
-        uid: r.uid,
-        text: r.text,
-        url: r.url,
-        model: r.model,
-        imageEmbedding: r.imageEmbedding,
-        textEmbedding: r.textEmbedding,
-      };
+      const fields = simRecordFields(r);
       const value = avro
         ? await avro.encode(fields)
         : encodeJsonRecord(fields, { embeddingEncoding: "base64" });
