@@ -61,5 +61,9 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main || process.argv[1]?.endsWith("clipsieve.js")) {
-  process.exitCode = await main(process.argv);
+  const code = await main(process.argv);
+  process.exitCode = code;
+  // A failed command ends now: a client request still in flight (a connect the brokers refused
+  // half-way, waiting out its own timeout in a native thread) must not hold the process for it.
+  if (code !== 0) (process as unknown as { reallyExit(code: number): never }).reallyExit(code);
 }

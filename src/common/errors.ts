@@ -76,6 +76,21 @@ export const ERROR_CODES = {
     summary:
       "No Kafka broker answered a call within its timeout: the message names the brokers tried, for how long, and what failed. A running filter rides an outage out instead (it reconnects, /healthz says so meanwhile); this error ends a command that could not start.",
   },
+  KAFKA_AUTH_FAILED: {
+    retryable: false,
+    summary:
+      "A broker (or the OAUTHBEARER token endpoint) refused clipsieve's credentials: a wrong password, an unknown user, a SASL mechanism the listener does not offer, a refused client secret. The message names the broker and the mechanism and user, never the secret. Nothing was read or written.",
+  },
+  KAFKA_TLS_FAILED: {
+    retryable: false,
+    summary:
+      "The TLS handshake with a broker failed: its certificate is not signed by a CA in --ssl-ca-file (or the system's), does not name the host (--ssl-check-hostname), or the broker refused the client certificate. The message names the broker and what the client library reported.",
+  },
+  KAFKA_NOT_AUTHORIZED: {
+    retryable: false,
+    summary:
+      "The cluster's ACLs refuse an operation: the message names the broker, the principal's operation and the resource (a topic to read or write, the consumer group, the transactional id, the cluster). The window in flight is aborted, so no output becomes visible and no offset moves; grant the ACL (docs/operations.md) and start again.",
+  },
   KAFKA_CLIENT_UNAVAILABLE: {
     retryable: false,
     summary:

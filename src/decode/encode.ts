@@ -2,8 +2,10 @@
  * The writing side of the record formats, for the stream simulator, the loader and tests: what a
  * producer of clipsieve's input would do.
  */
+
 import { readFileSync } from "node:fs";
 import { ClipsieveError } from "../common/errors.ts";
+import type { SchemaRegistrySecurity } from "../kafka/index.ts";
 import { type EmbeddingDtype, floatsToBytes } from "./float-bytes.ts";
 import { DECODER_DEFAULTS } from "./options.ts";
 import { createRegistryClient, loadRegistryLib, registryFailure, registryStatus } from "./registry.ts";
@@ -65,6 +67,8 @@ export function clipRecordSchema(): string {
 
 export interface AvroEncoderOptions {
   schemaRegistryUrl: string;
+  /** Basic auth and a CA bundle for the registry (src/kafka/security.ts). */
+  schemaRegistryAuth?: SchemaRegistrySecurity;
   /** Records are for this topic; the schema is registered under the subject `<topic>-value`. */
   topic: string;
   schemaRegistryTimeoutMs?: number;

@@ -1,5 +1,6 @@
 /** Decode stage options. Names carry their unit. */
 import { ClipsieveError } from "../common/errors.ts";
+import type { SchemaRegistrySecurity } from "../kafka/index.ts";
 
 /** How record values are encoded on the input topic (docs/record-format.md). */
 export type RecordFormat = "json" | "avro";
@@ -9,6 +10,8 @@ export interface DecoderOptions {
   format: RecordFormat;
   /** Confluent Schema Registry base URL; required for `avro`. */
   schemaRegistryUrl?: string;
+  /** Basic auth and a CA bundle for the registry (src/kafka/security.ts). */
+  schemaRegistryAuth?: SchemaRegistrySecurity;
   /**
    * D: every embedding must have exactly this many values. Unset: only image against text is checked;
    * the decoder never learns D from the records, since a wrong first record would then set it.

@@ -1,5 +1,7 @@
+import { Agent as HttpsAgent } from "node:https";
 import type { SchemaRegistryClient } from "@confluentinc/schemaregistry";
 import { ClipsieveError } from "../common/errors.ts";
+import type { SchemaRegistrySecurity } from "../kafka/index.ts";
 
 type RegistryLib = typeof import("@confluentinc/schemaregistry");
 let lib: Promise<RegistryLib> | undefined;
@@ -16,6 +18,8 @@ export function loadRegistryLib(): Promise<RegistryLib> {
 
 export interface RegistryConnection {
   schemaRegistryUrl: string;
+  /** Basic auth and a CA bundle (src/kafka/security.ts); none: anonymous, the system's CAs. */
+  schemaRegistryAuth?: SchemaRegistrySecurity;
   schemaRegistryTimeoutMs: number;
   schemaRegistryMaxRetries: number;
   schemaRegistryRetryWaitMs: number;
@@ -27,11 +31,23 @@ export interface RegistryConnection {
  */
 export async function createRegistryClient(conn: RegistryConnection): Promise<SchemaRegistryClient> {
   const { SchemaRegistryClient } = await loadRegistryLib();
+  const auth = conn.schemaRegistryAuth;
   return new SchemaRegistryClient({
     baseURLs: [conn.schemaRegistryUrl],
     maxRetries: conn.schemaRegistryMaxRetries,
     retriesWaitMs: conn.schemaRegistryRetryWaitMs,
-    createAxiosDefaults: { timeout: conn.schemaRegistryTimeoutMs },
+    createAxiosDefaults: {
+      timeout: conn.schemaRegistryTimeoutMs,
+      ...(auth?.ca ? { httpsAgent: new HttpsAgent({ ca: auth.ca }) } : {}),
+    },
+    ...(auth?.basicAuth
+      ? {
+          basicAuthCredentials: {
+            credentialsSource: "USER_INFO" as const,
+            userInfo: `${auth.basicAuth.username}:${auth.basicAuth.password}`,
+          },
+        }
+      : {}),
   });
 }
 

@@ -19,6 +19,12 @@ import { promisify } from "node:util";
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { silentLogger } from "../common/logger.ts";
+import {
+  type LocalBrokerSecurity,
+  makeBrokerTls,
+  scramFormatArgs,
+  securedListenerProperties,
+} from "./local-broker-security.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -46,6 +52,8 @@ export interface LocalBrokerOptions {
   /** How long to wait for the broker to answer (default 120 s: a JVM starting on a busy 2-core machine is slow). */
   startTimeoutMs?: number;
   logger?: Logger;
+  /** Also open a SASL_SSL listener with these users, ACLs enforced (local-broker-security.ts). */
+  secure?: LocalBrokerSecurity;
 }
 
 export interface BrokerState {
@@ -55,6 +63,8 @@ export interface BrokerState {
   brokers: string;
   kafkaVersion: string;
   startedAt: string;
+  /** With `secure`: the SASL_SSL listener (`localhost:<port>`, which its certificate names) and its CA. */
+  secured?: { port: number; brokers: string; caFile: string; caKeyFile: string };
 }
 
 export function defaultCacheDir(): string {
@@ -131,16 +141,28 @@ async function freePort(): Promise<number> {
   });
 }
 
-function serverProperties(stateDir: string, port: number, controllerPort: number): string {
+function serverProperties(
+  stateDir: string,
+  port: number,
+  controllerPort: number,
+  securedPort?: number,
+): string {
+  const secured = securedPort
+    ? {
+        listener: `,SASL_SSL://127.0.0.1:${securedPort}`,
+        advertised: `,SASL_SSL://localhost:${securedPort}`,
+        map: ",SASL_SSL:SASL_SSL",
+      }
+    : { listener: "", advertised: "", map: "" };
   return `# Written by clipsieve: a single-node KRaft broker for local use and tests.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:${controllerPort}
-listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}
-advertised.listeners=PLAINTEXT://127.0.0.1:${port}
+listeners=PLAINTEXT://127.0.0.1:${port}${secured.listener},CONTROLLER://127.0.0.1:${controllerPort}
+advertised.listeners=PLAINTEXT://127.0.0.1:${port}${secured.advertised}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${secured.map}
 log.dirs=${join(stateDir, "data")}
 num.partitions=1
 auto.create.topics.enable=true
@@ -271,7 +293,22 @@ export async function startLocalBroker(options: LocalBrokerOptions): Promise<Bro
   rmSync(join(stateDir, "data"), { recursive: true, force: true });
   mkdirSync(join(stateDir, "data"), { recursive: true });
   const propsFile = join(stateDir, "server.properties");
-  writeFileSync(propsFile, serverProperties(stateDir, port, controllerPort));
+  let secured: BrokerState["secured"];
+  let properties = serverProperties(stateDir, port, controllerPort);
+  if (options.secure) {
+    const securedPort = await freePort();
+    const tls = await makeBrokerTls(join(stateDir, "tls"));
+    properties =
+      serverProperties(stateDir, port, controllerPort, securedPort) +
+      securedListenerProperties(options.secure, tls);
+    secured = {
+      port: securedPort,
+      brokers: `localhost:${securedPort}`,
+      caFile: tls.caFile,
+      caKeyFile: tls.caKeyFile,
+    };
+  }
+  writeFileSync(propsFile, properties);
   writeFileSync(join(stateDir, "log4j2.properties"), log4jProperties(stateDir));
 
   const jvmBase = jvmBaseArgs(libs);
@@ -287,20 +324,20 @@ export async function startLocalBroker(options: LocalBrokerOptions): Promise<Bro
         "-c",
         propsFile,
         "--ignore-formatted",
+        ...(options.secure ? scramFormatArgs(options.secure) : []),
       ],
       { maxBuffer: 4 * 1024 * 1024 },
     );
   } catch (err) {
+    // The SCRAM users' passwords are in the command line: the message keeps the tool's output only.
+    const e = err as { stdout?: string; stderr?: string; code?: unknown };
     throw new ClipsieveError(
       "BROKER_START_FAILED",
-      `Formatting the broker's storage failed: ${String(err)}`,
-      {
-        cause: err,
-      },
+      `Formatting the broker's storage failed (exit ${String(e.code)}): ${`${e.stderr ?? ""}${e.stdout ?? ""}`.trim() || "no output"}`,
     );
   }
 
-  return launch(options, { stateDir, port, controllerPort, kafkaVersion, jvmBase, logger });
+  return launch(options, { stateDir, port, controllerPort, kafkaVersion, jvmBase, logger, secured });
 }
 
 /**
@@ -330,6 +367,7 @@ export async function restartLocalBroker(options: LocalBrokerOptions): Promise<B
     kafkaVersion: previous.kafkaVersion,
     jvmBase,
     logger,
+    secured: previous.secured,
   });
 }
 
@@ -354,9 +392,10 @@ async function launch(
     kafkaVersion: string;
     jvmBase: string[];
     logger: Logger;
+    secured?: BrokerState["secured"];
   },
 ): Promise<BrokerState> {
-  const { stateDir, port, controllerPort, kafkaVersion, jvmBase, logger } = b;
+  const { stateDir, port, controllerPort, kafkaVersion, jvmBase, logger, secured } = b;
   const propsFile = join(stateDir, "server.properties");
   const heap = options.heap ?? "768m";
   const out = openSync(join(stateDir, "stdout.log"), "a");
@@ -381,6 +420,7 @@ async function launch(
     brokers: `127.0.0.1:${port}`,
     kafkaVersion,
     startedAt: new Date().toISOString(),
+    ...(secured ? { secured } : {}),
   };
   writeFileSync(join(stateDir, "broker.json"), JSON.stringify(state, null, 2));
   logger.info({ brokers: state.brokers, pid: state.pid, stateDir }, "starting local Kafka broker");

@@ -7,9 +7,11 @@
  * Offsets travel as decimal strings on records (as the wire and both clients give them) and as
  * `bigint` in offset maps, where they are compared and added to.
  */
+
 import type { Logger } from "../common/logger.ts";
 import type { PipelineMetrics } from "../common/metrics.ts";
 import type { RawRecord } from "../common/record.ts";
+import type { KafkaSecurity } from "./security.ts";
 
 /** The client libraries clipsieve can run on; the first is the default. */
 export const KAFKA_ADAPTERS = ["librdkafka", "kafkajs"] as const;
@@ -30,6 +32,8 @@ export interface KafkaClientOptions {
    * transaction, commit) its producers make, where the client reports them: the benchmarks' breakdown.
    */
   onRequest?(kind: "produce" | "commit", seconds: number): void;
+  /** TLS and SASL (src/kafka/security.ts); none: plaintext. */
+  security?: KafkaSecurity;
 }
 
 /** Whether the brokers answer: `/healthz` and `clipsieve_broker_reachable` read it. */

@@ -16,6 +16,7 @@ import type { RecordFormat } from "../decode/options.ts";
 import { writeAll, writeFileAtomic } from "../io/files.ts";
 import { writeUidNpy } from "../io/npy.ts";
 import { readParquetColumns } from "../io/table.ts";
+import type { SchemaRegistrySecurity } from "../kafka/index.ts";
 import { type KafkaClient, kafkaErrorKind } from "../kafka/index.ts";
 import { HEADER } from "../sink/outputs.ts";
 import { type ExportedFile, type ExportRecord, ExportWriter, listExportFiles } from "./export-writer.ts";
@@ -33,6 +34,7 @@ export interface ExportOptions {
   flushMs: number;
   format: RecordFormat;
   schemaRegistryUrl?: string;
+  schemaRegistryAuth?: SchemaRegistrySecurity;
   /** Also write DataComp's uid .npy over every file in `out`. */
   uidsNpy?: string;
   logger: Logger;
@@ -123,7 +125,11 @@ export async function writeExportedUids(dir: string, path: string): Promise<numb
 export async function runExport(opts: ExportOptions): Promise<ExportSummary> {
   const { logger } = opts;
   const decoder = await createDecoder(
-    { format: opts.format, schemaRegistryUrl: opts.schemaRegistryUrl },
+    {
+      format: opts.format,
+      schemaRegistryUrl: opts.schemaRegistryUrl,
+      schemaRegistryAuth: opts.schemaRegistryAuth,
+    },
     { logger },
   );
   let lock: Promise<unknown> = Promise.resolve();

@@ -4,13 +4,19 @@
  * (src/cli/flags.ts).
  */
 import type { Logger } from "../common/logger.ts";
-import { createKafkaClient, type KafkaAdapterName, type KafkaClient } from "../kafka/index.ts";
+import { createKafkaClient, type KafkaAccess, type KafkaClient } from "../kafka/index.ts";
 
 export function createLakeKafka(
   brokers: string[],
   clientId: string,
   logger: Logger,
-  adapter?: KafkaAdapterName,
+  access?: Pick<KafkaAccess, "adapter" | "security">,
 ): KafkaClient {
-  return createKafkaClient({ brokers, clientId, logger, adapter });
+  return createKafkaClient({
+    brokers,
+    clientId,
+    logger,
+    adapter: access?.adapter,
+    security: access?.security,
+  });
 }

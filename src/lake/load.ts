@@ -7,6 +7,7 @@
  * The producer is idempotent (a retried send is not written twice) and sends shard by shard, row by
  * row, so on a one-partition topic offsets follow the pool's order.
  */
+
 import { readdir } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { ClipsieveError } from "../common/errors.ts";
@@ -22,7 +23,7 @@ import { readEmbeddingMatrix } from "../io/embeddings.ts";
 import { inputError } from "../io/files.ts";
 import { parquetLayout } from "../io/parquet.ts";
 import { readParquetColumns } from "../io/table.ts";
-import type { KafkaClient } from "../kafka/index.ts";
+import type { KafkaClient, SchemaRegistrySecurity } from "../kafka/index.ts";
 
 export interface Shard {
   name: string;
@@ -40,6 +41,7 @@ export interface LoadOptions {
   model?: string;
   format: RecordFormat;
   schemaRegistryUrl?: string;
+  schemaRegistryAuth?: SchemaRegistrySecurity;
   /** Partitions of the topic when load has to create it. */
   partitions?: number;
   /** Records per produce request. */
@@ -96,6 +98,7 @@ export async function loadDataComp(opts: LoadOptions): Promise<LoadSummary> {
     opts.format === "avro"
       ? await createAvroEncoder({
           schemaRegistryUrl: requireRegistry(opts.schemaRegistryUrl),
+          schemaRegistryAuth: opts.schemaRegistryAuth,
           topic,
         })
       : undefined;

@@ -8,7 +8,13 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { ClipsieveError } from "../common/errors.ts";
-import { BROKER_PATTERN, KAFKA_ADAPTERS, splitBrokerList } from "../kafka/index.ts";
+import {
+  BROKER_PATTERN,
+  KAFKA_ADAPTERS,
+  SECURITY_KEYS,
+  securitySchemaShape,
+  splitBrokerList,
+} from "../kafka/index.ts";
 import { DEFAULT_WARMUP_MODE, DEFAULT_WARMUP_RECORDS, WARMUP_MODES } from "../policy/options.ts";
 import { SCORE_NAMES, scoreNeedsTarget } from "../score/registry.ts";
 import {
@@ -47,6 +53,8 @@ export const runConfigSchema = z
       .enum(KAFKA_ADAPTERS)
       .default(KAFKA_ADAPTERS[0])
       .describe("Kafka client library: librdkafka, or kafkajs (pure JavaScript fallback)"),
+    // TLS, SASL and Schema Registry credentials: the one security block (src/kafka/security.ts).
+    ...securitySchemaShape,
     format: z.enum(["json", "avro"]).default("json").describe("Input value format"),
     schemaRegistry: z.url().optional().describe("Confluent Schema Registry URL (required for avro)"),
     windowSize: positiveInt.default(4096).describe("Records per window"),
@@ -170,6 +178,9 @@ export type RunConfig = z.output<typeof runConfigSchema> & OutputTopics & { stat
 
 export type RunConfigKey = keyof typeof runConfigSchema.shape;
 export const RUN_CONFIG_KEYS = Object.keys(runConfigSchema.shape) as RunConfigKey[];
+
+/** How a command reaches Kafka and the Schema Registry: the client library and the security block. */
+export const KAFKA_ACCESS_KEYS = ["kafkaClient", ...SECURITY_KEYS] as const satisfies readonly RunConfigKey[];
 
 /** The keys that make the policy: `--keep`, `--then`, `--threshold`, `--warmup`, `--warmup-mode`. */
 export const POLICY_KEYS = [

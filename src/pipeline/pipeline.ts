@@ -27,7 +27,7 @@ import { createPipelineMetrics, type PipelineMetrics, serveMetrics } from "../co
 import type { DecodedRecord, RecordOutcome } from "../common/record.ts";
 import { createDecoder } from "../decode/decoder.ts";
 import { checkEmbedTeacher, createEmbedStage, type EmbedStage, embedOptionsFromRun } from "../embed/index.ts";
-import { createKafkaClient } from "../kafka/index.ts";
+import { createKafkaClient, resolveKafkaAccess } from "../kafka/index.ts";
 import { createPolicy, type Policy, type PolicyState } from "../policy/index.ts";
 import { createScoringEngine, type ScoringEngine } from "../score/engine.ts";
 import { loadTarget } from "../score/target-set.ts";
@@ -105,11 +105,13 @@ export async function buildPipeline(
   options: PipelineRunOptions = {},
 ): Promise<Pipeline> {
   const { hooks = {}, range, clock = systemClock } = options;
+  const access = resolveKafkaAccess(config);
   const kafka = createKafkaClient({
     brokers: config.brokers,
     clientId: `clipsieve-${config.instanceId}`,
     logger,
-    adapter: config.kafkaClient,
+    adapter: access.adapter,
+    security: access.security,
   });
 
   const target = config.target ? await loadTarget(config.target) : undefined;
@@ -132,6 +134,7 @@ export async function buildPipeline(
     {
       format: config.format,
       schemaRegistryUrl: config.schemaRegistry,
+      schemaRegistryAuth: access.registry,
       expectedDim: dim,
       expectedModel: model,
       embeddingsOptional: embedStage !== undefined,

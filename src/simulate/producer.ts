@@ -17,7 +17,13 @@ import {
   createAvroEncoder,
   encodeJsonRecord,
 } from "../decode/encode.ts";
-import { createKafkaClient, type KafkaClient, type OutboundRecord } from "../kafka/index.ts";
+import {
+  createKafkaClient,
+  type KafkaAccess,
+  type KafkaClient,
+  type OutboundRecord,
+  type SchemaRegistrySecurity,
+} from "../kafka/index.ts";
 import type { SimRecord, Simulation } from "./generator.ts";
 
 export const SIM_HEADERS = { kind: "sim-kind", topic: "sim-topic", site: "sim-site" } as const;
@@ -27,6 +33,7 @@ export interface ProduceOptions {
   topic: string;
   format: "json" | "avro";
   schemaRegistryUrl?: string;
+  schemaRegistryAuth?: SchemaRegistrySecurity;
   /** Records per second; unset or 0: as fast as the broker takes them. */
   rate?: number;
   /** Stop early (the records sent so far stay sent). */
@@ -48,9 +55,16 @@ const MAX_REQUEST_BYTES = 900_000;
 export function simulatorKafka(
   brokers: string[],
   logger: Logger,
+  access?: Pick<KafkaAccess, "adapter" | "security">,
   clientId = "clipsieve-simulate",
 ): KafkaClient {
-  return createKafkaClient({ brokers, clientId, logger });
+  return createKafkaClient({
+    brokers,
+    clientId,
+    logger,
+    adapter: access?.adapter,
+    security: access?.security,
+  });
 }
 
 /** Create `topic` with `partitions` partitions unless it exists. */
@@ -89,7 +103,11 @@ export async function produceSimulation(sim: Simulation, options: ProduceOptions
     if (!options.schemaRegistryUrl) {
       throw new ClipsieveError("CONFIG_INVALID", "--format avro needs --schema-registry <url>");
     }
-    avro = await createAvroEncoder({ schemaRegistryUrl: options.schemaRegistryUrl, topic: options.topic });
+    avro = await createAvroEncoder({
+      schemaRegistryUrl: options.schemaRegistryUrl,
+      schemaRegistryAuth: options.schemaRegistryAuth,
+      topic: options.topic,
+    });
   }
   // Idempotent: a Produce request retried after a timeout must not write its records twice.
   const producer = options.kafka.producer();

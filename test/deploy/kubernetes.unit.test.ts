@@ -6,6 +6,7 @@
  * autoscaler's topic, group and brokers agree with the config and the Dockerfiles. Where kubectl is
  * installed, each overlay is built with its kustomize and the result is checked the same way.
  */
+
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
@@ -14,6 +15,7 @@ import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
 import { Service } from "kubernetes-models/v1/Service";
+import { SECRET_ENV } from "../../src/kafka/index.ts";
 import { envVarName, RUN_CONFIG_KEYS, resolveRunConfig } from "../../src/pipeline/config.ts";
 import {
   containerCommand,
@@ -144,7 +146,9 @@ function checkDeployment(objects: K8sObject[], where: string, configMapName: (n:
   for (const e of c.env ?? []) {
     if (!e.name.startsWith("CLIPSIEVE_")) continue;
     assert.ok(
-      known.has(e.name) || OTHER_CLIPSIEVE_VARS.has(e.name),
+      known.has(e.name) ||
+        OTHER_CLIPSIEVE_VARS.has(e.name) ||
+        Object.values(SECRET_ENV).includes(e.name as never),
       `${where}: ${e.name} is not a clipsieve option`,
     );
   }
@@ -222,6 +226,33 @@ test("the ConfigMap's config file is a valid `clipsieve run` config", () => {
 test("the base Deployment agrees with the image, the config and the autoscaler", () => {
   const generated = baseKustomization.configMapGenerator?.[0]?.name ?? "";
   checkDeployment(baseObjects, BASE, (n) => n === generated);
+});
+
+test("a secured cluster's secrets come from Kubernetes Secrets, never from a literal in the manifest", () => {
+  const c = container(one(baseObjects, "Deployment"));
+  const fromSecret = new Map(
+    (c.env ?? [])
+      .filter((e) => (e as { valueFrom?: { secretKeyRef?: unknown } }).valueFrom?.secretKeyRef)
+      .map((e) => [
+        e.name,
+        (e as { valueFrom: { secretKeyRef: { name: string; optional?: boolean } } }).valueFrom.secretKeyRef,
+      ]),
+  );
+  for (const name of Object.values(SECRET_ENV)) {
+    assert.ok(fromSecret.has(name), `${name} is not taken from a Secret`);
+    assert.equal(fromSecret.get(name)?.optional, true, `${name}: a plaintext cluster needs no Secret`);
+  }
+  const literal = (c.env ?? []).filter(
+    (e) => /PASSWORD|SECRET/.test(e.name) && (e as { value?: string }).value !== undefined,
+  );
+  assert.deepEqual(literal, [], "a secret given as a literal value");
+  for (const key of Object.keys(config))
+    assert.doesNotMatch(key, /password$|secret$/i, `config.json holds ${key}`);
+  const pod = (one(baseObjects, "Deployment").spec as unknown as DeploymentSpec).template.spec;
+  const tls = (pod.volumes ?? []).find(
+    (v) => (v as { secret?: { secretName: string } }).secret?.secretName === "clipsieve-kafka-tls",
+  );
+  assert.ok(tls, "the TLS files come from the Secret clipsieve-kafka-tls");
 });
 
 test("the Deployment's user is the images' non-root user", () => {

@@ -5,10 +5,12 @@
  * data source; the target acceptance rate is the config's; docs/operations.md explains every alert
  * and every metric, and names only CLIPSIEVE_* variables that exist.
  */
+
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { createPipelineMetrics } from "../../src/common/metrics.ts";
+import { SECRET_ENV } from "../../src/kafka/index.ts";
 import { envVarName, RUN_CONFIG_KEYS, resolveRunConfig } from "../../src/pipeline/config.ts";
 import {
   bindMounts,
@@ -235,7 +237,11 @@ test("docs/operations.md explains every alert and metric, and names only variabl
   for (const [name] of [...known].filter(([n]) => !n.startsWith("clipsieve_process_"))) {
     assert.ok(doc.includes(name), `docs/operations.md does not explain ${name}`);
   }
-  const vars = new Set([...RUN_CONFIG_KEYS.map((k) => envVarName(k)), "CLIPSIEVE_LOG_LEVEL"]);
+  const vars = new Set([
+    ...RUN_CONFIG_KEYS.map((k) => envVarName(k)),
+    ...Object.values(SECRET_ENV),
+    "CLIPSIEVE_LOG_LEVEL",
+  ]);
   for (const [v] of doc.matchAll(/CLIPSIEVE_[A-Z_]+[A-Z]/g))
     assert.ok(vars.has(v), `docs/operations.md: ${v}`);
   for (const [, series] of doc.matchAll(/`(clipsieve_[a-z_]*[a-z])[`{]/g)) {

@@ -1,7 +1,7 @@
 /**
  * Model folders for the embed tests: tiny encoders whose weights are given here, so every expected
  * embedding can be computed in the test with plain arithmetic, and a CLIP-style tokenizer with a few
- * merges whose ids are worked out by hand in tokenizer.test.ts.
+ * merges whose ids are worked out by hand in tokenizer.unit.test.ts.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";

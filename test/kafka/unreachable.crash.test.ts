@@ -1,7 +1,7 @@
 /**
  * A command pointed at a broker that does not answer ends with one coded line naming the brokers
  * tried, for how long and what failed: no client stack trace, no hang. (A running filter rides an
- * outage out instead: test/pipeline/broker-restart.test.ts.)
+ * outage out instead: test/pipeline/broker-restart.crash.test.ts.)
  */
 import assert from "node:assert/strict";
 import { tmpdir } from "node:os";

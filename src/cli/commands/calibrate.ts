@@ -8,6 +8,7 @@ import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { createDecoder } from "../../decode/decoder.ts";
 import { writeFileAtomic } from "../../io/files.ts";
+import { type KafkaAccess, resolveKafkaAccess } from "../../kafka/index.ts";
 import {
   Calibration,
   type CalibrationResult,
@@ -17,7 +18,7 @@ import {
 } from "../../lake/calibrate.ts";
 import { createLakeKafka } from "../../lake/kafka.ts";
 import { parseScoreSource } from "../../lake/score-records.ts";
-import { configFromEnv, resolveConfigSubset } from "../../pipeline/config.ts";
+import { configFromEnv, KAFKA_ACCESS_KEYS, resolveConfigSubset } from "../../pipeline/config.ts";
 import { policySpecOf, resolveScoring, SCORING_KEYS } from "../../pipeline/settings.ts";
 import { describePolicy, type PolicySpec } from "../../policy/index.ts";
 import { createScoringEngine } from "../../score/engine.ts";
@@ -29,7 +30,7 @@ import { parseBrokers, parseInteger } from "../flags.ts";
 /** `run`'s options that `calibrate` takes with the same meaning, defaults and environment variables. */
 const CALIBRATE_KEYS = [
   ...SCORING_KEYS,
-  "kafkaClient",
+  ...KAFKA_ACCESS_KEYS,
   "format",
   "schemaRegistry",
   "device",
@@ -70,12 +71,13 @@ export function registerCalibrateCommand(program: Command): void {
     const spec = policySpecOf(config);
     const limit = limitFlag === undefined ? undefined : parseInteger("--limit", String(limitFlag), 1);
     const windowSize = config.windowSize;
+    const access = resolveKafkaAccess(config);
     const calibration = new Calibration(spec);
     const sources = input.map(parseScoreSource);
     let described: string;
     if (sources.length === 1 && sources[0]!.kind === "topic") {
       const topic = sources[0]!.topic;
-      const kafka = createLakeKafka(parseBrokers(brokers), "clipsieve-calibrate", logger, config.kafkaClient);
+      const kafka = createLakeKafka(parseBrokers(brokers), "clipsieve-calibrate", logger, access);
       const kind = await calibrateFromTopic({
         kafka,
         topic,
@@ -83,7 +85,7 @@ export function registerCalibrateCommand(program: Command): void {
         calibration,
         windowSize,
         limit,
-        makeInputScoring: () => makeInputScoring(config, logger),
+        makeInputScoring: () => makeInputScoring(config, access, logger),
       });
       described = `topic ${topic} (${kind === "scores" ? "score records" : "input records, scored here"})`;
     } else {
@@ -116,6 +118,7 @@ export function registerCalibrateCommand(program: Command): void {
 /** Input records are decoded, cut and scored as `run` does, with run's settings (settings.ts). */
 async function makeInputScoring(
   config: ResolvedCalibrateConfig,
+  access: KafkaAccess,
   logger: ReturnType<typeof createLogger>,
 ): Promise<InputScoring> {
   const target = config.target ? await loadTarget(config.target) : undefined;
@@ -125,6 +128,7 @@ async function makeInputScoring(
     {
       format: config.format,
       schemaRegistryUrl: config.schemaRegistry,
+      schemaRegistryAuth: access.registry,
       expectedDim: scoring.dim,
       expectedModel: scoring.model,
     },

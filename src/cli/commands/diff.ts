@@ -9,6 +9,7 @@ import { DiffSide, diffSides, formatDiff } from "../../lake/diff.ts";
 import { createLakeKafka } from "../../lake/kafka.ts";
 import { describeSource, forEachScoreRecord, parseScoreSource } from "../../lake/score-records.ts";
 import { parseBrokers, parseInteger } from "../flags.ts";
+import { addKafkaAccessFlags, kafkaAccessOf } from "../kafka-access.ts";
 
 interface DiffOptions {
   before: string;
@@ -19,31 +20,33 @@ interface DiffOptions {
 }
 
 export function registerDiffCommand(program: Command): void {
-  program
-    .command("diff")
-    .description(
-      "Compare two runs' score records: decisions that changed (by old and new reason), score and threshold shifts",
-    )
-    .requiredOption(
-      "--before <source>",
-      "scores topic or .jsonl dump (kafka:<topic> or file:<path> to force)",
-    )
-    .requiredOption("--after <source>", "scores topic or .jsonl dump of the other run")
-    .option("--brokers <list>", "Kafka bootstrap brokers, host:port,... (for topic sources)")
-    .option("--json", "print the whole diff as JSON, every changed record included")
-    .option("--list <n>", "changed records listed in the table", "10")
-    .action(async (opts: DiffOptions) => {
-      const logger = createLogger("diff");
-      const list = parseInteger("--list", opts.list, 0);
-      const sources = [parseScoreSource(opts.before), parseScoreSource(opts.after)];
-      const kafka = sources.some((s) => s.kind === "topic")
-        ? createLakeKafka(parseBrokers(opts.brokers), "clipsieve-diff", logger)
-        : undefined;
-      const sides = sources.map((s) => new DiffSide(describeSource(s)));
-      await Promise.all(
-        sources.map((s, i) => forEachScoreRecord(s, { kafka, logger }, (r) => sides[i]!.add(r))),
-      );
-      const diff = diffSides(sides[0]!, sides[1]!);
-      console.log(opts.json ? JSON.stringify(diff, null, 2) : formatDiff(diff, list));
-    });
+  addKafkaAccessFlags(
+    program
+      .command("diff")
+      .description(
+        "Compare two runs' score records: decisions that changed (by old and new reason), score and threshold shifts",
+      )
+      .requiredOption(
+        "--before <source>",
+        "scores topic or .jsonl dump (kafka:<topic> or file:<path> to force)",
+      )
+      .requiredOption("--after <source>", "scores topic or .jsonl dump of the other run")
+      .option("--brokers <list>", "Kafka bootstrap brokers, host:port,... (for topic sources)")
+      .option("--json", "print the whole diff as JSON, every changed record included")
+      .option("--list <n>", "changed records listed in the table", "10"),
+  ).action(async (opts: DiffOptions) => {
+    const logger = createLogger("diff");
+    const list = parseInteger("--list", opts.list, 0);
+    const access = kafkaAccessOf(opts as unknown as Record<string, unknown>);
+    const sources = [parseScoreSource(opts.before), parseScoreSource(opts.after)];
+    const kafka = sources.some((s) => s.kind === "topic")
+      ? createLakeKafka(parseBrokers(opts.brokers), "clipsieve-diff", logger, access)
+      : undefined;
+    const sides = sources.map((s) => new DiffSide(describeSource(s)));
+    await Promise.all(
+      sources.map((s, i) => forEachScoreRecord(s, { kafka, logger }, (r) => sides[i]!.add(r))),
+    );
+    const diff = diffSides(sides[0]!, sides[1]!);
+    console.log(opts.json ? JSON.stringify(diff, null, 2) : formatDiff(diff, list));
+  });
 }

@@ -11,7 +11,7 @@
 import { type Command, Option } from "commander";
 import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
-import { createKafkaClient, type KafkaClient } from "../../kafka/index.ts";
+import { createKafkaClient, type KafkaClient, resolveKafkaAccess } from "../../kafka/index.ts";
 import { RangeTracker } from "../../pipeline/bounds.ts";
 import { buildPipeline } from "../../pipeline/pipeline.ts";
 import { outputTopicNames, prefixedOutputTopics } from "../../sink/topics.ts";
@@ -205,6 +205,7 @@ export function registerReplayCommand(program: Command): void {
       clientId: "clipsieve-replay",
       logger,
       adapter: config.kafkaClient,
+      security: resolveKafkaAccess(config).security,
     });
 
     let manifests =

@@ -11,6 +11,7 @@ import { createSimulation, SIM_KINDS, SIM_ORDERS, type SimOrder } from "../../si
 import { ensureTopic, produceSimulation, simulatorKafka } from "../../simulate/producer.ts";
 import { writeSimulationTarget } from "../../simulate/target.ts";
 import { integerOption, numberOption, parseBrokers } from "../flags.ts";
+import { addKafkaAccessFlags, kafkaAccessOf } from "../kafka-access.ts";
 
 interface SimulateFlags {
   brokers: string;
@@ -27,74 +28,77 @@ interface SimulateFlags {
 }
 
 export function registerSimulateCommand(program: Command): void {
-  program
-    .command("simulate")
-    .description(
-      "Produce a synthetic crawl of labelled CLIP-like records (aligned, off_target, mismatched, boilerplate, duplicate) and write the matching target set",
-    )
-    .requiredOption("--brokers <list>", "Kafka bootstrap brokers, host:port,...")
-    .requiredOption("--topic <topic>", "topic to produce to (created if missing)")
-    .option(
-      "--rate <r>",
-      "records per second (0 = as fast as the broker takes them)",
-      numberOption("--rate", { min: 0 }),
-      0,
-    )
-    .option("--count <n>", "records", integerOption("--count", 1), 10_000)
-    .option("--dim <d>", "embedding dimension", integerOption("--dim", 8), 768)
-    .option("--seed <s>", "seed: the same seed gives the same records", integerOption("--seed", 0), 0)
-    .addOption(new Option("--format <format>", "value format").choices(["json", "avro"]).default("json"))
-    .option("--schema-registry <url>", "Confluent Schema Registry URL (avro)")
-    .addOption(
-      new Option("--order <order>", "shuffled, or bursty: runs of one topic or one site")
-        .choices(SIM_ORDERS)
-        .default("shuffled"),
-    )
-    .option(
-      "--partitions <n>",
-      "partitions of the topic when it is created",
-      integerOption("--partitions", 1),
-      1,
-    )
-    .option("--target-out <file>", "where to write the matching target set (default <topic>.target.npz)")
-    .action(async (opts: SimulateFlags) => {
-      quietKafkajsNotices();
-      const logger = createLogger("simulate");
-      const sim = createSimulation({ count: opts.count, dim: opts.dim, seed: opts.seed, order: opts.order });
-      const targetPath = resolve(opts.targetOut ?? `${opts.topic}.target.npz`);
-      const engine = await createScoringEngine({ logger });
-      try {
-        const manifest = await writeSimulationTarget(sim, targetPath, engine);
-        console.log(`target set ${targetPath}: M=${manifest.rows} D=${manifest.dim} model=${manifest.model}`);
-      } finally {
-        await engine.close();
-      }
-      const kafka = simulatorKafka(parseBrokers(opts.brokers), logger);
-      await ensureTopic(kafka, opts.topic, opts.partitions);
-      const controller = new AbortController();
-      const onSignal = () => controller.abort();
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-      try {
-        const result = await produceSimulation(sim, {
-          kafka,
-          topic: opts.topic,
-          format: opts.format,
-          schemaRegistryUrl: opts.schemaRegistry,
-          rate: opts.rate,
-          signal: controller.signal,
-          logger,
-        });
-        const counts = sim.kindCounts();
-        console.log(
-          `produced ${result.sent} records to ${opts.topic} in ${result.seconds.toFixed(1)} s ` +
-            `(${Math.round(result.sent / Math.max(result.seconds, 1e-3))} records/s), ${opts.order} order, seed ${opts.seed}`,
-        );
-        console.log(`kinds (header sim-kind): ${SIM_KINDS.map((k) => `${k} ${counts[k]}`).join(", ")}`);
-        if (controller.signal.aborted) process.exitCode = 130;
-      } finally {
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
-      }
-    });
+  addKafkaAccessFlags(
+    program
+      .command("simulate")
+      .description(
+        "Produce a synthetic crawl of labelled CLIP-like records (aligned, off_target, mismatched, boilerplate, duplicate) and write the matching target set",
+      )
+      .requiredOption("--brokers <list>", "Kafka bootstrap brokers, host:port,...")
+      .requiredOption("--topic <topic>", "topic to produce to (created if missing)")
+      .option(
+        "--rate <r>",
+        "records per second (0 = as fast as the broker takes them)",
+        numberOption("--rate", { min: 0 }),
+        0,
+      )
+      .option("--count <n>", "records", integerOption("--count", 1), 10_000)
+      .option("--dim <d>", "embedding dimension", integerOption("--dim", 8), 768)
+      .option("--seed <s>", "seed: the same seed gives the same records", integerOption("--seed", 0), 0)
+      .addOption(new Option("--format <format>", "value format").choices(["json", "avro"]).default("json"))
+      .option("--schema-registry <url>", "Confluent Schema Registry URL (avro)")
+      .addOption(
+        new Option("--order <order>", "shuffled, or bursty: runs of one topic or one site")
+          .choices(SIM_ORDERS)
+          .default("shuffled"),
+      )
+      .option(
+        "--partitions <n>",
+        "partitions of the topic when it is created",
+        integerOption("--partitions", 1),
+        1,
+      )
+      .option("--target-out <file>", "where to write the matching target set (default <topic>.target.npz)"),
+  ).action(async (opts: SimulateFlags) => {
+    quietKafkajsNotices();
+    const logger = createLogger("simulate");
+    const access = kafkaAccessOf(opts as unknown as Record<string, unknown>);
+    const sim = createSimulation({ count: opts.count, dim: opts.dim, seed: opts.seed, order: opts.order });
+    const targetPath = resolve(opts.targetOut ?? `${opts.topic}.target.npz`);
+    const engine = await createScoringEngine({ logger });
+    try {
+      const manifest = await writeSimulationTarget(sim, targetPath, engine);
+      console.log(`target set ${targetPath}: M=${manifest.rows} D=${manifest.dim} model=${manifest.model}`);
+    } finally {
+      await engine.close();
+    }
+    const kafka = simulatorKafka(parseBrokers(opts.brokers), logger, access);
+    await ensureTopic(kafka, opts.topic, opts.partitions);
+    const controller = new AbortController();
+    const onSignal = () => controller.abort();
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    try {
+      const result = await produceSimulation(sim, {
+        kafka,
+        topic: opts.topic,
+        format: opts.format,
+        schemaRegistryUrl: opts.schemaRegistry,
+        schemaRegistryAuth: access.registry,
+        rate: opts.rate,
+        signal: controller.signal,
+        logger,
+      });
+      const counts = sim.kindCounts();
+      console.log(
+        `produced ${result.sent} records to ${opts.topic} in ${result.seconds.toFixed(1)} s ` +
+          `(${Math.round(result.sent / Math.max(result.seconds, 1e-3))} records/s), ${opts.order} order, seed ${opts.seed}`,
+      );
+      console.log(`kinds (header sim-kind): ${SIM_KINDS.map((k) => `${k} ${counts[k]}`).join(", ")}`);
+      if (controller.signal.aborted) process.exitCode = 130;
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    }
+  });
 }

@@ -4,19 +4,26 @@
  * unstructured lines to stdout); lower levels are dropped.
  */
 import { randomUUID } from "node:crypto";
-import { Kafka, logLevel, Partitioners, type Producer } from "kafkajs";
+import { Kafka, type KafkaConfig, logLevel, Partitioners, type Producer } from "kafkajs";
 import type { Logger } from "../../common/logger.ts";
 import type { KafkaClient, KafkaClientOptions, OutboundRecord, RecordProducer } from "../port.ts";
+import { type KafkaSecurity, kafkajsSecurityConfig } from "../security.ts";
 import { createKafkajsGroupConsumer } from "./group-consumer.ts";
 import { consumeKafkajsRange } from "./range-consumer.ts";
 import { readTopicToEnd } from "./read-topic.ts";
 import { ensureTopics } from "./topics.ts";
 import { chunkMessages, createKafkajsWindowProducer } from "./window-producer.ts";
 
-function newKafka(brokers: readonly string[], clientId: string, logger: Logger | undefined): Kafka {
+function newKafka(
+  brokers: readonly string[],
+  clientId: string,
+  logger: Logger | undefined,
+  security: KafkaSecurity | undefined,
+): Kafka {
   return new Kafka({
     clientId,
     brokers: [...brokers],
+    ...(kafkajsSecurityConfig(security) as Pick<KafkaConfig, "ssl" | "sasl">),
     logLevel: logger ? logLevel.WARN : logLevel.NOTHING,
     logCreator:
       () =>
@@ -46,7 +53,7 @@ function recordProducer(producer: Producer): RecordProducer {
 const COMMIT_APIS = new Set(["AddOffsetsToTxn", "TxnOffsetCommit", "EndTxn"]);
 
 export function createKafkajsClient(opts: KafkaClientOptions): KafkaClient {
-  const kafka = newKafka(opts.brokers, opts.clientId, opts.logger);
+  const kafka = newKafka(opts.brokers, opts.clientId, opts.logger, opts.security);
   const onRequest = opts.onRequest;
   if (onRequest) {
     // Every producer this client makes (the window producer's too) reports its requests' durations.
@@ -117,6 +124,7 @@ export function createKafkajsClient(opts: KafkaClientOptions): KafkaClient {
       const patient = new Kafka({
         clientId: `${opts.clientId}-ready`,
         brokers: [...opts.brokers],
+        ...(kafkajsSecurityConfig(opts.security) as Pick<KafkaConfig, "ssl" | "sasl">),
         logLevel: logLevel.NOTHING,
         retry: { retries: 60, initialRetryTime: 200, maxRetryTime: 1000 },
       });

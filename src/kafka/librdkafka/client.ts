@@ -12,6 +12,7 @@ import {
   baseConfig,
   CODES,
   call,
+  connectInSteps,
   disconnectConsumer,
   disconnectProducer,
   errorCode,
@@ -20,6 +21,7 @@ import {
   ReachabilityTracker,
   rdkafka,
   unreachableError,
+  untilSecurityFails,
   wireEvents,
 } from "./native.ts";
 import { consumeLibrdkafkaRange, readTopicToEnd } from "./range-consumer.ts";
@@ -53,20 +55,49 @@ export function createLibrdkafkaClient(opts: KafkaClientOptions): KafkaClient {
     clientId: opts.clientId,
     logger: opts.logger,
     reachability: new ReachabilityTracker(opts.brokers, opts.logger),
+    security: opts.security,
   };
 
   const withAdmin = async <T>(what: string, fn: (admin: RdKafka.IAdminClient) => Promise<T>): Promise<T> => {
     const { AdminClient } = rdkafka();
-    const admin = AdminClient.create({ ...baseConfig(ctx, "admin"), "statistics.interval.ms": 0 } as never);
+    // Errors go to the reachability tracker, which ends the wait on refused credentials or handshakes.
+    const admin = AdminClient.create(
+      { ...baseConfig(ctx, "admin"), "statistics.interval.ms": 0 } as never,
+      {
+        "event.error": (err: LibrdkafkaError) => ctx.reachability.fromError(err),
+        "event.log": (entry: { message: string }) => ctx.reachability.fromLog(entry.message),
+      } as never,
+    );
+    // Reach the brokers first, in short steps: an admin request refused half-way would hold the
+    // process for its whole timeout (see connectInSteps).
     try {
-      return await fn(admin);
+      await connectInSteps(
+        ctx,
+        (ms) => call((cb) => admin.listTopics({ timeout: ms }, cb as never)),
+        ADMIN_TIMEOUT_MS,
+      );
+    } catch (err) {
+      admin.disconnect();
+      const code = errorCode(err);
+      if (code === CODES.TIMED_OUT || code === CODES.TRANSPORT || code === CODES.ALL_BROKERS_DOWN)
+        throw unreachableError(ctx, what, ADMIN_TIMEOUT_MS, err);
+      throw err;
+    }
+    const op = fn(admin);
+    // Disconnecting waits for an admin request in flight: after a refusal, leave that to its end.
+    const settled = op.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      return await untilSecurityFails(ctx, op);
     } catch (err) {
       const code = errorCode(err);
       if (code === CODES.TIMED_OUT || code === CODES.TRANSPORT || code === CODES.ALL_BROKERS_DOWN)
         throw unreachableError(ctx, what, ADMIN_TIMEOUT_MS, err);
       throw err;
     } finally {
-      admin.disconnect();
+      void settled.then(() => admin.disconnect());
     }
   };
 
@@ -92,7 +123,11 @@ export function createLibrdkafkaClient(opts: KafkaClientOptions): KafkaClient {
       {},
     );
     try {
-      await call((cb) => consumer.connect({ timeout: ADMIN_TIMEOUT_MS }, cb as never));
+      await connectInSteps(
+        ctx,
+        (ms) => call((cb) => consumer.connect({ timeout: ms }, cb as never)),
+        ADMIN_TIMEOUT_MS,
+      );
     } catch (err) {
       throw unreachableError(ctx, `offsets of group ${groupId}`, ADMIN_TIMEOUT_MS, err);
     }
@@ -116,9 +151,16 @@ export function createLibrdkafkaClient(opts: KafkaClientOptions): KafkaClient {
       "statistics.interval.ms": 0,
     });
     try {
-      await call((cb) => producer.connect({ timeout: timeoutMs }, cb as never));
+      await connectInSteps(
+        ctx,
+        (ms) => call((cb) => producer.connect({ timeout: ms }, cb as never)),
+        timeoutMs,
+      );
       producer.setPollInterval(50);
-      await call((cb) => producer.initTransactions(timeoutMs, cb));
+      await untilSecurityFails(
+        ctx,
+        call((cb) => producer.initTransactions(timeoutMs, cb)),
+      );
       return producer;
     } catch (err) {
       await disconnectProducer(producer);
@@ -173,7 +215,11 @@ export function createLibrdkafkaClient(opts: KafkaClientOptions): KafkaClient {
     return {
       async connect() {
         try {
-          await call((cb) => producer.connect({ timeout: ADMIN_TIMEOUT_MS }, cb as never));
+          await connectInSteps(
+            ctx,
+            (ms) => call((cb) => producer.connect({ timeout: ms }, cb as never)),
+            ADMIN_TIMEOUT_MS,
+          );
         } catch (err) {
           throw unreachableError(ctx, "producer", ADMIN_TIMEOUT_MS, err);
         }

@@ -22,12 +22,14 @@
  * records would lose them; docs/streaming.md says more.
  */
 import type { RawRecord } from "../../common/record.ts";
+import { securityFailureOf } from "../errors.ts";
 import type { GroupConsumer, GroupConsumerOptions } from "../port.ts";
 import {
   type AdapterContext,
   baseConfig,
   CODES,
   call,
+  connectInSteps,
   disconnectConsumer,
   type LibrdkafkaError,
   type RdKafka,
@@ -159,6 +161,12 @@ export function createLibrdkafkaGroupConsumer(
 
   const fetch = (): Promise<RdKafka.Message[]> =>
     call<RdKafka.Message[]>((cb) => consumer.consume(maxPerCall, cb as never)).catch((err: unknown) => {
+      // A refusal (no ACL for the group or the topic, refused credentials) never passes: stop.
+      if (securityFailureOf(err)) {
+        failed = err as Error;
+        opts.onCrash?.(err as Error);
+        return [];
+      }
       // Transient fetch errors (a broker away) are librdkafka's to retry; nothing was handed over.
       opts.logger.debug({ err }, "fetch failed; retrying");
       return [];
@@ -249,7 +257,11 @@ export function createLibrdkafkaGroupConsumer(
     async start() {
       const connectMs = 60_000;
       try {
-        await call((cb) => consumer.connect({ timeout: connectMs }, cb as never));
+        await connectInSteps(
+          ctx,
+          (ms) => call((cb) => consumer.connect({ timeout: ms }, cb as never)),
+          connectMs,
+        );
       } catch (err) {
         throw unreachableError(ctx, `consumer group ${opts.groupId}`, connectMs, err);
       }

@@ -14,7 +14,9 @@ import type * as RdKafka from "@confluentinc/kafka-javascript";
 import { ClipsieveError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { RawRecord } from "../../common/record.ts";
+import { securityFailureOf } from "../errors.ts";
 import type { BrokerReachability } from "../port.ts";
+import { type KafkaSecurity, librdkafkaSecurityConfig } from "../security.ts";
 
 export type { RdKafka };
 
@@ -103,6 +105,7 @@ export interface AdapterContext {
   clientId: string;
   logger?: Logger;
   reachability: ReachabilityTracker;
+  security?: KafkaSecurity;
 }
 
 /** Settings every client of the adapter starts from. */
@@ -118,6 +121,8 @@ export function baseConfig(ctx: AdapterContext, role: string): Record<string, un
     event_cb: true,
     // Broker states once a second, for reachability (/healthz, clipsieve_broker_reachable).
     "statistics.interval.ms": 1000,
+    // TLS and SASL (src/kafka/security.ts).
+    ...librdkafkaSecurityConfig(ctx.security),
   };
 }
 
@@ -133,6 +138,7 @@ export function wireEvents(
 ): void {
   client.on("event.log", ((entry: { severity: number; fac: string; message: string }) => {
     ctx.logger?.debug({ facility: entry.fac, severity: entry.severity }, `librdkafka: ${entry.message}`);
+    ctx.reachability.fromLog(entry.message);
   }) as never);
   client.on("event.stats", ((stats: { message: string }) =>
     ctx.reachability.fromStats(stats.message)) as never);
@@ -178,6 +184,41 @@ export class ReachabilityTracker implements BrokerReachability {
   fromError(err: LibrdkafkaError): void {
     if (err.code === CODES.ALL_BROKERS_DOWN)
       this.set(false, `all brokers down (${this.brokers.join(", ")}): ${err.message}`);
+    // librdkafka retries refused credentials and failed handshakes for ever: they end the wait.
+    const failure = securityFailureOf(err);
+    if (failure && failure.kind !== "authorization" && !this.securityFailure) {
+      this.securityFailure = err;
+      this.set(
+        false,
+        `${failure.kind === "tls" ? "TLS handshake failed" : "credentials refused"}: ${err.message}`,
+      );
+      for (const reject of this.securityWaiters.splice(0)) reject(err);
+    }
+  }
+
+  /**
+   * librdkafka says which broker refused what only in its log lines ("sasl_ssl://host:9093/1: SASL
+   * authentication error: ...", "... SSL handshake failed: ... certificate verify failed"); its error
+   * events carry a bare "authentication failure" or "ssl error".
+   */
+  fromLog(message: string): void {
+    const auth = /SASL authentication error|SASL (PLAIN|SCRAM)[^:]*: .*(failed|invalid)/i.test(message);
+    const tls = /SSL handshake failed|certificate verify failed/i.test(message);
+    if (!auth && !tls) return;
+    const detail = message.replace(/^\[thrd:[^\]]*\]: /, "").replace(/ \(after \d+ms in state \w+.*\)$/, "");
+    this.fromError(Object.assign(new Error(detail), { code: auth ? -169 : -181 }) as LibrdkafkaError);
+  }
+
+  /** The first refusal of the credentials or the TLS handshake, as librdkafka reported it. */
+  securityFailure: LibrdkafkaError | undefined;
+  private readonly securityWaiters: ((err: unknown) => void)[] = [];
+
+  /** Rejects (with librdkafka's error) once the brokers refuse the credentials or the handshake. */
+  whenSecurityFails(): Promise<never> {
+    if (this.securityFailure) return Promise.reject(this.securityFailure);
+    const p = new Promise<never>((_, reject) => this.securityWaiters.push(reject));
+    p.catch(() => {});
+    return p;
   }
 
   private set(reachable: boolean, detail: string): void {
@@ -193,13 +234,49 @@ export class ReachabilityTracker implements BrokerReachability {
   }
 }
 
-/** A one-line, coded error for a Kafka call that found no broker (or timed out) in `ms`. */
-export function unreachableError(
+/**
+ * `call`, or the brokers' refusal of the credentials or the TLS handshake, whichever comes first:
+ * librdkafka would otherwise wait out its timeout and report it as one.
+ */
+export function untilSecurityFails<T>(ctx: AdapterContext, call: Promise<T>): Promise<T> {
+  return Promise.race([call, ctx.reachability.whenSecurityFails()]);
+}
+
+/** The longest a single native connect may wait (see `connectInSteps`). */
+export const CONNECT_STEP_MS = 5000;
+
+/**
+ * Connect within `totalMs`, in attempts of at most CONNECT_STEP_MS, giving up at once when the brokers
+ * refuse the credentials or the handshake. A native connect waits out its whole timeout in a worker
+ * thread that nothing cancels (closing the client and even the process's exit wait for it), so after
+ * a refusal the process would otherwise hang for the full timeout.
+ */
+export async function connectInSteps(
   ctx: AdapterContext,
-  what: string,
-  ms: number,
-  cause: unknown,
-): ClipsieveError {
+  connect: (timeoutMs: number) => Promise<unknown>,
+  totalMs: number,
+): Promise<void> {
+  const deadline = Date.now() + totalMs;
+  for (;;) {
+    const step = Math.min(CONNECT_STEP_MS, Math.max(1000, deadline - Date.now()));
+    try {
+      await untilSecurityFails(ctx, connect(step));
+      return;
+    } catch (err) {
+      const code = errorCode(err);
+      const transient =
+        code === CODES.TIMED_OUT || code === CODES.TRANSPORT || code === CODES.ALL_BROKERS_DOWN;
+      if (!transient || ctx.reachability.securityFailure || Date.now() >= deadline) throw err;
+    }
+  }
+}
+
+/**
+ * A one-line, coded error for a Kafka call that found no broker (or timed out) in `ms`; or, when the
+ * brokers refused the credentials or the handshake meanwhile, that refusal (the port codes it).
+ */
+export function unreachableError(ctx: AdapterContext, what: string, ms: number, cause: unknown): Error {
+  if (ctx.reachability.securityFailure) return ctx.reachability.securityFailure;
   const reason = (cause as Error | undefined)?.message?.split("\n")[0] ?? String(cause);
   // "broker transport failure: broker transport failure" and the like: say it once.
   const parts = reason.split(": ");

@@ -18,6 +18,7 @@ import {
   baseConfig,
   CODES,
   call,
+  connectInSteps,
   disconnectConsumer,
   type LibrdkafkaError,
   type RdKafka,
@@ -91,7 +92,11 @@ export async function consumeLibrdkafkaRange(
   progress.check();
   const connectMs = 60_000;
   try {
-    await call((cb) => consumer.connect({ timeout: connectMs }, cb as never));
+    await connectInSteps(
+      ctx,
+      (ms) => call((cb) => consumer.connect({ timeout: ms }, cb as never)),
+      connectMs,
+    );
   } catch (err) {
     throw unreachableError(ctx, `reading ${topic}`, connectMs, err);
   }

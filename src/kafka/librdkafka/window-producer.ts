@@ -25,6 +25,7 @@ import {
   baseConfig,
   CODES,
   call,
+  connectInSteps,
   disconnectProducer,
   errorCode,
   type LibrdkafkaError,
@@ -32,6 +33,7 @@ import {
   rdkafka,
   toHeaderList,
   unreachableError,
+  untilSecurityFails,
   wireEvents,
 } from "./native.ts";
 
@@ -119,13 +121,37 @@ export function createLibrdkafkaWindowProducer(
   };
   let producer = makeProducer();
 
+  /**
+   * The native connect or init in flight. A disconnect waits for it, for as long as its timeout,
+   * even after the brokers refused the credentials and the caller stopped waiting.
+   */
+  let inFlight: Promise<void> | undefined;
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    inFlight = settled;
+    void settled.then(() => {
+      if (inFlight === settled) inFlight = undefined;
+    });
+    return p;
+  };
   const connect = async (): Promise<void> => {
     fatal = undefined;
+    await connectOnce();
+  };
+  const connectOnce = async (): Promise<void> => {
     try {
-      await call((cb) => producer.connect({ timeout: timeoutMs }, cb as never));
+      await connectInSteps(
+        ctx,
+        (ms) => track(call((cb) => producer.connect({ timeout: ms }, cb as never))),
+        timeoutMs,
+      );
       producer.setPollInterval(50);
       // Fences (and aborts the open transaction of) an earlier incarnation of this instance.
-      if (exactlyOnce) await call((cb) => producer.initTransactions(timeoutMs, cb));
+      if (exactlyOnce)
+        await untilSecurityFails(ctx, track(call((cb) => producer.initTransactions(timeoutMs, cb))));
     } catch (err) {
       if (errorCode(err) === CODES.TIMED_OUT || errorCode(err) === CODES.TRANSPORT)
         throw unreachableError(ctx, `transactional producer ${opts.transactionalId}`, timeoutMs, err);
@@ -256,6 +282,15 @@ export function createLibrdkafkaWindowProducer(
     // commitTransaction returns once the coordinator wrote the commit; the next owner's offset fetch
     // waits for stable offsets (KIP-447). Nothing is left to wait for.
     async settle() {},
-    close: () => disconnectProducer(producer),
+    async close() {
+      // A connect the brokers refused is still waiting out its timeout in librdkafka: disconnect
+      // once it ends, without holding the caller (a failed start exits at once).
+      if (inFlight) {
+        const p = producer;
+        void inFlight.then(() => disconnectProducer(p));
+        return;
+      }
+      await disconnectProducer(producer);
+    },
   };
 }
