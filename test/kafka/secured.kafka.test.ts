@@ -20,7 +20,7 @@ import kafkajs, { type AclOperationTypes, type AclResourceTypes, Kafka, logLevel
 // kafkajs's enums are not named exports of its CommonJS module.
 const { AclOperationTypes: OP, AclPermissionTypes, AclResourceTypes: RES, ResourcePatternTypes } = kafkajs;
 
-import { createKafkaClient } from "../../src/kafka/index.ts";
+import { createKafkaClient, KAFKA_ADAPTERS } from "../../src/kafka/index.ts";
 import { type BrokerState, startLocalBroker, stopLocalBroker } from "../../src/kafka/local-broker.ts";
 import { makeCertificate } from "../../src/kafka/local-broker-security.ts";
 import { assertExactlyOnce, DIM, produce } from "../helpers/exactly-once.ts";
@@ -167,38 +167,45 @@ async function assertRefused(
   );
 }
 
-test("run filters a stream exactly once through SASL_SSL (SCRAM-SHA-512, ACLs), and prints no secret anywhere", async () => {
-  const t = await newTopics();
-  await grantFilter("alice", t, "sec");
-  const metricsPort = await freePort();
-  const n = 600;
-  await produce(plain, t.input, n, 2, 31);
-  const filter = securedRun(t, "sec", scram("alice"), ["--metrics-port", String(metricsPort)]);
-  try {
-    await assertExactlyOnce(plain, t, n, () => filter.output().slice(-3000));
-    const served = await Promise.all(
-      ["metrics", "healthz"].map(async (path) =>
-        (await fetch(`http://127.0.0.1:${metricsPort}/${path}`)).text(),
-      ),
-    );
-    const manifests = (await readAll(plain, t.windows, { idleMs: 1000, timeoutMs: 10_000 })).map((m) =>
-      String(m.value),
-    );
-    filter.kill("SIGTERM");
-    await exited(filter);
-    const help = spawnClipsieve(["run", "--help"]);
-    await exited(help);
-    const everything = [filter.output(), ...served, ...manifests, help.output()].join("\n");
-    assert.match(filter.output(), /filter running/);
-    for (const secret of Object.values(PASSWORDS))
-      assert.ok(!everything.includes(secret), "a password was printed");
-    assert.ok(
-      !everything.includes(readFileSync(join(dir, "broker", "tls", "ca-key.pem"), "utf8").split("\n")[1]),
-    );
-  } finally {
-    filter.kill("SIGKILL");
-  }
-});
+for (const adapter of KAFKA_ADAPTERS) {
+  test(`[${adapter}] run filters a stream exactly once through SASL_SSL (SCRAM-SHA-512, ACLs), and prints no secret anywhere`, async () => {
+    const t = await newTopics();
+    await grantFilter("alice", t, "sec");
+    const metricsPort = await freePort();
+    const n = 600;
+    await produce(plain, t.input, n, 2, 31);
+    const filter = securedRun(t, "sec", scram("alice"), [
+      "--metrics-port",
+      String(metricsPort),
+      "--kafka-client",
+      adapter,
+    ]);
+    try {
+      await assertExactlyOnce(plain, t, n, () => filter.output().slice(-3000));
+      const served = await Promise.all(
+        ["metrics", "healthz"].map(async (path) =>
+          (await fetch(`http://127.0.0.1:${metricsPort}/${path}`)).text(),
+        ),
+      );
+      const manifests = (await readAll(plain, t.windows, { idleMs: 1000, timeoutMs: 10_000 })).map((m) =>
+        String(m.value),
+      );
+      filter.kill("SIGTERM");
+      await exited(filter);
+      const help = spawnClipsieve(["run", "--help"]);
+      await exited(help);
+      const everything = [filter.output(), ...served, ...manifests, help.output()].join("\n");
+      assert.match(filter.output(), /filter running/);
+      for (const secret of Object.values(PASSWORDS))
+        assert.ok(!everything.includes(secret), "a password was printed");
+      assert.ok(
+        !everything.includes(readFileSync(join(dir, "broker", "tls", "ca-key.pem"), "utf8").split("\n")[1]),
+      );
+    } finally {
+      filter.kill("SIGKILL");
+    }
+  });
+}
 
 test("a wrong password: KAFKA_AUTH_FAILED, naming the broker and the user", async () => {
   const t = await newTopics();
