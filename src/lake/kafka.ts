@@ -12,11 +12,5 @@ export function createLakeKafka(
   logger: Logger,
   access?: Pick<KafkaAccess, "adapter" | "security">,
 ): KafkaClient {
-  return createKafkaClient({
-    brokers,
-    clientId,
-    logger,
-    adapter: access?.adapter,
-    security: access?.security,
-  });
+  return createKafkaClient({ brokers, clientId, logger, ...access });
 }

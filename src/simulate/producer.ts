@@ -58,13 +58,7 @@ export function simulatorKafka(
   access?: Pick<KafkaAccess, "adapter" | "security">,
   clientId = "clipsieve-simulate",
 ): KafkaClient {
-  return createKafkaClient({
-    brokers,
-    clientId,
-    logger,
-    adapter: access?.adapter,
-    security: access?.security,
-  });
+  return createKafkaClient({ brokers, clientId, logger, ...access });
 }
 
 /** Create `topic` with `partitions` partitions unless it exists. */
