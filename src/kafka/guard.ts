@@ -83,6 +83,7 @@ export function guardSecurityErrors(client: KafkaClient, security: KafkaSecurity
   const groupConsumer = client.groupConsumer.bind(client);
   const windowProducer = client.windowProducer.bind(client);
   const rangeConsumer = client.rangeConsumer.bind(client);
+  const producer = client.producer.bind(client);
   const ensureTopics = client.ensureTopics.bind(client);
   const readTopicToEnd = client.readTopicToEnd.bind(client);
   const endOffsets = client.endOffsets.bind(client);
@@ -96,6 +97,14 @@ export function guardSecurityErrors(client: KafkaClient, security: KafkaSecurity
       readTopicToEnd(...args).catch((err: unknown) => Promise.reject(converter({ topics: [args[0]] })(err))),
     endOffsets: (topic: string) =>
       endOffsets(topic).catch((err: unknown) => Promise.reject(converter({ topics: [topic] })(err))),
+    producer() {
+      const p = producer();
+      const send = p.send.bind(p);
+      guardMethods(p, converter({}), ["send"]);
+      p.send = (topic, records) =>
+        send(topic, records).catch((err: unknown) => Promise.reject(converter({ topics: [topic] })(err)));
+      return p;
+    },
     groupConsumer(opts: GroupConsumerOptions) {
       const convert = converter({ topics: [opts.topic], group: opts.groupId });
       const onCrash = opts.onCrash;
