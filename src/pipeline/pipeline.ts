@@ -9,6 +9,7 @@
  *   generation-guard.ts  which windows may still be delivered across a rebalance
  *   telemetry.ts         every metric the filter records, and /healthz
  *   delivery-retry.ts    a window's transaction, retried through broker outages
+ *   window-steps.ts      the three steps of a window: embed, score and decide, deliver
  *   ../window/           the window cut (cut.ts, reproduce.ts), scorer (scorer.ts), decisions (decide.ts)
  *   ../sink/outputs.ts   what a decided window becomes on Kafka
  *
@@ -32,21 +33,19 @@ import { createPolicy, type Policy, type PolicyState } from "../policy/index.ts"
 import { createScoringEngine, type ScoringEngine } from "../score/engine.ts";
 import { loadTarget } from "../score/target-set.ts";
 import { createKafkaSink } from "../sink/kafka-sink.ts";
-import { buildWindowOutputs, nextOffsets, type OutMessage } from "../sink/outputs.ts";
 import { createKafkaSource } from "../source/kafka-source.ts";
-import { cutWindows, type FormedWindow } from "../window/cut.ts";
-import { decideWindow } from "../window/decide.ts";
+import { cutWindows } from "../window/cut.ts";
 import { reformWindows } from "../window/reproduce.ts";
-import { type ScoredWindow, WindowScorer } from "../window/scorer.ts";
+import { WindowScorer } from "../window/scorer.ts";
 import type { WindowManifest } from "../window/window.ts";
 import { Backpressure } from "./backpressure.ts";
 import type { RangeTracker } from "./bounds.ts";
 import type { RunConfig } from "./config.ts";
-import { deliverWithRetry } from "./delivery-retry.ts";
 import { GenerationGuard } from "./generation-guard.ts";
-import { readPolicyFile, readPolicyState, stateKey, stateMessage } from "./policy-state.ts";
+import { readPolicyFile, readPolicyState } from "./policy-state.ts";
 import { resolveSettings } from "./settings.ts";
 import { Telemetry } from "./telemetry.ts";
+import { createWindowSteps, type Tagged } from "./window-steps.ts";
 
 export interface Pipeline {
   start(): Promise<void>;
@@ -79,25 +78,6 @@ export interface PipelineRunOptions {
   clock?: Clock;
 }
 
-/** A fetched record and the consumer group generation it was fetched in. */
-interface Tagged {
-  record: DecodedRecord;
-  generation: number;
-}
-
-/** A window after scoring and deciding, waiting for its transaction. */
-interface DecidedWindow {
-  /** Records the window was cut with (live or not): what it releases from the backpressure. */
-  size: number;
-  live: DecodedRecord[];
-  generation: number;
-  /** Monotonic ms when scoring began. */
-  started: number;
-  scored?: ScoredWindow;
-  outcomes?: RecordOutcome[];
-  messages?: Map<string, OutMessage[]>;
-}
-
 export async function buildPipeline(
   config: RunConfig,
   logger: Logger,
@@ -120,7 +100,7 @@ export async function buildPipeline(
     ? await createEmbedStage(embedOptionsFromRun({ ...config, modelDir: config.modelDir }), { logger })
     : undefined;
   const settings = resolveSettings(config, { target, embed: embedStage });
-  const { dim, model, topics } = settings;
+  const { dim, model } = settings;
   if (embedStage) checkEmbedTeacher(embedStage, { dim, model, modelDir: config.modelDir as string });
 
   const engine: ScoringEngine = await createScoringEngine({
@@ -144,7 +124,7 @@ export async function buildPipeline(
   const scorer = new WindowScorer(engine, settings.scorer, clock);
   // Made in start(), after the producer has fenced any earlier incarnation of this instance, so the
   // state read is the one committed with the last delivered window.
-  let policy!: Policy;
+  const policy = {} as { current: Policy };
 
   const sink = createKafkaSink({
     kafka,
@@ -210,96 +190,25 @@ export async function buildPipeline(
     },
   });
 
-  // ---- one window ----
-  const embedWindow = async (w: FormedWindow<Tagged>): Promise<FormedWindow<Tagged>> => {
-    if (embedStage) await telemetry.time("embed", () => embedStage.embed(w.items.map((t) => t.record)));
-    return w;
-  };
-
-  /**
-   * Step one of a window: score, decide, build its outputs, and add its rows to the bank. Step two
-   * (deliverWindow) runs one window behind, so that scoring window n + 1 overlaps with the Kafka
-   * transaction of window n.
-   */
-  const scoreWindow = async ({ items, recorded }: FormedWindow<Tagged>): Promise<DecidedWindow> => {
-    const generation = guard.generation;
-    // Records fetched before the latest rebalance are re-read by whoever owns their partition now.
-    const live = items.filter((t) => t.generation === generation).map((t) => t.record);
-    const decided: DecidedWindow = { size: items.length, live, generation, started: clock.monotonic() };
-    const dropped = items.length - live.length;
-    if (dropped > 0) {
-      range?.dropped(items.filter((t) => t.generation !== generation).map((t) => t.record.source));
-      telemetry.windowAborted("rebalance");
-      logger.info({ dropped }, "dropped records fetched before a rebalance; they will be re-read");
-    }
-    if (live.length === 0) return decided;
-    const scored = await telemetry.time("score", () => scorer.score(live, recorded));
-    const before = policy.snapshot();
-    const outcomes = await telemetry.time("policy", () => decideWindow(scored, policy));
-    if (!guard.isCurrent(generation)) {
-      // A rebalance arrived while scoring: this window's partitions may belong to another member now.
-      policy = createPolicy(settings.policy, { state: before });
-      logger.info(
-        { windowId: scored.plan.id },
-        "window aborted: rebalance during scoring; its records will be re-read",
-      );
-      return decided;
-    }
-    const { plan } = scored;
-    const messages = buildWindowOutputs(
-      outcomes,
-      topics,
-      { windowId: plan.id, seed: plan.seed, policyVersion: policy.version },
-      plan.manifest,
-    );
-    messages.set(config.stateTopic, [
-      stateMessage(stateKey(config.group, config.instanceId), policy.snapshot()),
-    ]);
-    scorer.remember(scored);
-    return Object.assign(decided, { scored, outcomes, messages });
-  };
-
-  /**
-   * Step two: the window's transaction. A window whose generation is stale (a rebalance came after
-   * it was scored) is not delivered: its records are re-read by their partition's owner. Its scores
-   * stay in the policy's sketch, where they will count a second time: a small statistical effect,
-   * never a record delivered twice.
-   */
-  const deliverWindow = async (d: DecidedWindow): Promise<void> => {
-    let delivered = false;
-    try {
-      const { scored, outcomes, messages } = d;
-      if (!scored || !outcomes || !messages) return;
-      const { plan } = scored;
-      const aborted = (when: string) => {
-        telemetry.windowAborted("rebalance");
-        logger.info({ windowId: plan.id }, `window aborted: rebalance ${when}; its records will be re-read`);
-      };
-      const rebalanced = () => !guard.isCurrent(d.generation);
-      if (rebalanced()) return aborted("before delivery");
-      const tDeliver = clock.monotonic();
-      const committed = await guard.track(
-        deliverWithRetry(
-          () =>
-            sink.deliver({ messages, offsets: nextOffsets(plan.records), generation: d.generation }, source),
-          { logger, clock, rebalanced, stopping: () => stopping },
-        ),
-      );
-      if (!committed) return aborted("during delivery");
-      telemetry.stageSince("deliver", tDeliver);
-      telemetry.windowDelivered(outcomes, policy.thresholds());
-      delivered = true;
-      range?.deliveredRecords(d.live.map((r) => r.source));
-      hooks.onWindowDelivered?.({ id: plan.id, seed: plan.seed, outcomes, deliveredAt: clock.now() });
-      telemetry.stageSince("total", d.started);
-      logger.debug({ windowId: plan.id, records: d.live.length }, "window delivered");
-    } finally {
-      // Not delivered (aborted by a rebalance): those records will be taken again.
-      if (!delivered && range && d.live.length > 0) range.dropped(d.live.map((r) => r.source));
-      backpressure.released(d.size);
-      checkFinished();
-    }
-  };
+  // ---- one window: three steps, each overlapping the next window's (window-steps.ts) ----
+  const steps = createWindowSteps({
+    settings,
+    state: { topic: config.stateTopic, group: config.group, instanceId: config.instanceId },
+    policy,
+    scorer,
+    embedStage,
+    guard,
+    backpressure,
+    telemetry,
+    sink,
+    source,
+    range,
+    hooks,
+    logger,
+    clock,
+    stopping: () => stopping,
+    afterWindow: () => checkFinished(),
+  });
 
   const windows$ = records$.pipe(
     options.reproduce
@@ -310,10 +219,10 @@ export async function buildPipeline(
           clock,
         })
       : cutWindows<Tagged>(settings.cut, clock),
-    // A separate step, so that embedding the next window overlaps with scoring this one.
-    concatMap((w) => from(embedWindow(w))),
-    concatMap((w) => from(scoreWindow(w))),
-    concatMap((d) => from(deliverWindow(d))),
+    // Separate steps, so that embedding and scoring the next window overlap with this one's delivery.
+    concatMap((w) => from(steps.embed(w))),
+    concatMap((w) => from(steps.score(w))),
+    concatMap((d) => from(steps.deliver(d))),
   );
 
   // A bounded run ends by itself once its whole range is delivered.
@@ -392,12 +301,12 @@ export async function buildPipeline(
         const restored: PolicyState | undefined =
           (await readPolicyState(kafka, config, logger)) ??
           (config.policyFile ? readPolicyFile(config.policyFile) : undefined);
-        policy = createPolicy(settings.policy, { state: restored });
+        policy.current = createPolicy(settings.policy, { state: restored });
         logger.info(
           {
-            policyVersion: policy.version,
+            policyVersion: policy.current.version,
             restored: restored !== undefined,
-            thresholds: policy.thresholds(),
+            thresholds: policy.current.thresholds(),
           },
           restored ? "policy starts from a saved state" : "policy starts cold",
         );
