@@ -38,6 +38,8 @@ export interface WorkerResult {
   /** Seconds summed over windows, by stage (the filter's window metrics, or the passthrough's timers). */
   stages: Record<string, number>;
   peakRssMiB: number;
+  /** The target set's memory (rows, gram, index), when the run measured a target size. */
+  targetMiB?: number;
 }
 
 function latencies(

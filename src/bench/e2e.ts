@@ -22,10 +22,11 @@ import type { Logger } from "../common/logger.ts";
 import { createKafkaClient, KAFKA_ADAPTERS, type KafkaAdapterName } from "../kafka/index.ts";
 import type { RunConfigInput } from "../pipeline/config.ts";
 import { createScoringEngine } from "../score/engine.ts";
+import { describeTargetLayout, type TargetManifest, targetMemoryBytes } from "../score/target-set.ts";
 import { brokersOrLocal } from "../simulate/broker.ts";
 import { createSimulation } from "../simulate/generator.ts";
 import { ensureTopic, produceSimulation } from "../simulate/producer.ts";
-import { writeSimulationTarget } from "../simulate/target.ts";
+import { writeClusteredTarget, writeSimulationTarget } from "../simulate/target.ts";
 import type { WorkerJob, WorkerResult } from "./e2e-worker.ts";
 import { deleteTopics } from "./filter-run.ts";
 
@@ -46,6 +47,11 @@ export interface E2eOptions {
   repeats: number;
   /** Kafka adapters to measure (default: all). */
   adapters?: readonly KafkaAdapterName[];
+  /**
+   * Instead of the standard runs: the filter on the first adapter with the simulation's 2,048-row
+   * target, then with a clustered target of each of these sizes, laid out as `target build` would.
+   */
+  targetRows?: readonly number[];
   logger: Logger;
   progress(line: string): void;
 }
@@ -167,6 +173,44 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
       return top;
     };
     const adapters = o.adapters ?? KAFKA_ADAPTERS;
+    if (o.targetRows) {
+      const main = adapters[0] as KafkaAdapterName;
+      const on = { kafkaClient: main };
+      const baseline = await best(`${main} filter`, () =>
+        job("filter", backlog, o.count, { ...filterFlags, ...on }),
+      );
+      record(main, `filter, target M = ${sim.options.targetRows}`, "backlog", baseline);
+      for (const rows of o.targetRows) {
+        const path = join(workDir, `target-${rows}.npz`);
+        const started = performance.now();
+        const builder = await createScoringEngine({ logger: o.logger });
+        let manifest: TargetManifest;
+        try {
+          manifest = await writeClusteredTarget(sim, path, builder, rows);
+        } finally {
+          await builder.close();
+        }
+        o.progress(
+          `target M = ${rows}: ${describeTargetLayout(manifest)}; built in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+        );
+        const result = await best(`${main} filter, target M = ${rows}`, () =>
+          job("filter", backlog, o.count, { ...filterFlags, target: path, ...on }),
+        );
+        record(main, `filter, target M = ${rows}`, "backlog", {
+          ...result,
+          targetMiB: targetMemoryBytes(manifest).total / 2 ** 20,
+        });
+        rmSync(path, { force: true });
+      }
+      return {
+        count: o.count,
+        dim: o.dim,
+        filter: { ...FILTER_FLAGS, targetRows: sim.options.targetRows, targetCurve: o.targetRows },
+        rate: 0,
+        runs,
+        totalSeconds: (performance.now() - started) / 1000,
+      };
+    }
     const filters = new Map<KafkaAdapterName, WorkerResult>();
     for (const adapter of adapters) {
       const on = { kafkaClient: adapter };
@@ -252,6 +296,7 @@ export function formatE2eReport(r: E2eReport): string {
   const backlogOf = (adapter: KafkaAdapterName, mode: WorkerResult["mode"]) =>
     r.runs.find((x) => x.adapter === adapter && x.phase === "backlog" && x.result.mode === mode)?.result;
   const pct = (a: number, b: number | undefined) => (b ? `${Math.round((100 * a) / b)}%` : "-");
+  if (r.filter.targetCurve) return formatTargetCurve(r);
   const lines = [
     `D = ${r.dim}, ${r.count.toLocaleString("en-US")} simulated JSON records (base64 float32 embeddings); filter: ` +
       `window ${r.filter.windowSize}, bank ${r.filter.bankSize}, K = ${r.filter.draws}, b = ${r.filter.batchSize}, ` +
@@ -294,5 +339,28 @@ export function formatE2eReport(r: E2eReport): string {
     );
   }
   lines.push("", `Benchmark time: ${(r.totalSeconds / 60).toFixed(1)} min.`);
+  return lines.join("\n");
+}
+
+/** `bench-e2e --target-rows`: the filter's rate against the target set's size. */
+function formatTargetCurve(r: E2eReport): string {
+  const baseline = r.runs[0]?.result.recordsPerSecond;
+  const lines = [
+    `D = ${r.dim}, ${r.count.toLocaleString("en-US")} simulated JSON records; filter: window ${r.filter.windowSize}, ` +
+      `bank ${r.filter.bankSize}, K = ${r.filter.draws}, b = ${r.filter.batchSize}, --keep ${r.filter.keep} ` +
+      `--then ${r.filter.thenKeep}; targets laid out as \`target build\` lays them out at each size; ${r.runs[0]?.adapter}.`,
+    "",
+    "| run | records/s | of the 2,048-row target's | score time | peak RSS | target memory |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const { name, result } of r.runs) {
+    const pct = baseline ? `${Math.round((100 * result.recordsPerSecond) / baseline)}%` : "-";
+    const score = result.stages.score;
+    lines.push(
+      `| ${name} | ${Math.round(result.recordsPerSecond)} | ${pct} | ${score !== undefined ? s(score) : "-"} | ` +
+        `${Math.round(result.peakRssMiB)} MiB | ${result.targetMiB !== undefined ? `${Math.round(result.targetMiB)} MiB` : "-"} |`,
+    );
+  }
+  lines.push("", `Total ${r.totalSeconds.toFixed(0)} s.`);
   return lines.join("\n");
 }

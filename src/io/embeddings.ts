@@ -3,11 +3,13 @@
  * Arrow IPC and Parquet (a list or fixed-size-list column of floats). The result is always row-major
  * float32; float16 and float64 sources are converted.
  */
+
+import { open } from "node:fs/promises";
 import type * as arrow from "apache-arrow";
 import { createMatrixBuilder, isFloatListType, listColumnToMatrix, readArrowIpc } from "./arrow-columns.ts";
 import { assertReadableFile, extensionOf, inputError, readInputBytes } from "./files.ts";
-import { type NdArray, readNpy } from "./npy.ts";
-import { listNpzKeys, readNpz } from "./npz.ts";
+import { type NdArray, npyHeaderLength, parseNpyHeader, readNpy } from "./npy.ts";
+import { listNpzKeys, readNpz, readNpzHeader } from "./npz.ts";
 import { forEachParquetBatch, parquetLayout } from "./parquet.ts";
 import type { Matrix } from "./types.ts";
 
@@ -34,6 +36,62 @@ export async function readEmbeddingMatrix(path: string, opts: ReadEmbeddingOptio
   if (extension === ".npz") return readNpzMatrix(path, opts.key);
   if (extension === ".parquet") return readParquetMatrix(path, opts.key);
   return readArrowMatrix(path, opts.key);
+}
+
+/**
+ * The (rows, dim) of an embedding file. For .npy and .npz only the array's header is read; other
+ * formats are read whole (their rows are not kept), so a target build can size its one buffer before
+ * loading shard after shard into it.
+ */
+export async function readEmbeddingShape(
+  path: string,
+  opts: ReadEmbeddingOptions = {},
+): Promise<{ rows: number; dim: number }> {
+  const extension = extensionOf(path);
+  let shape: number[];
+  if (extension === ".npy") {
+    await assertReadableFile(path);
+    shape = parseNpyHeader(await readHead(path), path).shape;
+  } else if (extension === ".npz") {
+    await assertReadableFile(path);
+    const key = opts.key ?? (await soleNpzKey(path));
+    shape = (await readNpzHeader(path, key)).shape;
+  } else {
+    const matrix = await readEmbeddingMatrix(path, opts);
+    return { rows: matrix.rows, dim: matrix.dim };
+  }
+  if (shape.length !== 2) {
+    throw inputError(path, `expected a 2-D array (rows x dim), got shape (${shape.join(", ")})`);
+  }
+  return { rows: shape[0]!, dim: shape[1]! };
+}
+
+/** The first bytes of a .npy, through its whole header. */
+async function readHead(path: string): Promise<Buffer> {
+  const file = await open(path, "r");
+  try {
+    let head = Buffer.alloc(0);
+    for (let want = 4096; ; want *= 16) {
+      const buffer = Buffer.alloc(want);
+      const { bytesRead } = await file.read(buffer, 0, want, 0);
+      head = buffer.subarray(0, bytesRead);
+      const needed = npyHeaderLength(head);
+      if (bytesRead < want || (needed !== undefined && needed <= bytesRead)) return head;
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+async function soleNpzKey(path: string): Promise<string> {
+  const keys = await listNpzKeys(path);
+  if (keys.length !== 1) {
+    throw inputError(
+      path,
+      `holds ${keys.length} arrays; choose one with a key: ${keys.join(", ") || "(none)"}`,
+    );
+  }
+  return keys[0]!;
 }
 
 function ndArrayToMatrix(arr: NdArray, source: string): Matrix {

@@ -78,11 +78,14 @@ export async function writeFileAtomic(
   }
 }
 
+/** Most bytes one write asks for: a single write of 2 GiB or more is refused by Node. */
+const WRITE_CHUNK = 2 ** 30;
+
 /** Writes all of `bytes` (FileHandle.write may write less than asked). */
 export async function writeAll(file: FileHandle, bytes: Uint8Array): Promise<void> {
   let done = 0;
   while (done < bytes.length) {
-    const { bytesWritten } = await file.write(bytes, done, bytes.length - done);
+    const { bytesWritten } = await file.write(bytes, done, Math.min(WRITE_CHUNK, bytes.length - done));
     done += bytesWritten;
   }
 }

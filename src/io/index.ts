@@ -1,4 +1,4 @@
-export { type ReadEmbeddingOptions, readEmbeddingMatrix } from "./embeddings.ts";
+export { type ReadEmbeddingOptions, readEmbeddingMatrix, readEmbeddingShape } from "./embeddings.ts";
 export {
   type NdArray,
   type NdArrayData,
@@ -9,6 +9,6 @@ export {
   writeNpy,
   writeUidNpy,
 } from "./npy.ts";
-export { listNpzKeys, readNpz, writeNpz } from "./npz.ts";
+export { listNpzKeys, readNpz, readNpzHeader, writeNpz } from "./npz.ts";
 export { readParquetColumns, readTable, writeTable } from "./table.ts";
 export type { ColumnData, Matrix } from "./types.ts";

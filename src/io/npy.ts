@@ -75,6 +75,16 @@ function invalid(source: string, message: string): ClipsieveError {
   return new ClipsieveError("INPUT_FILE_INVALID", `${source}: ${message}`);
 }
 
+/**
+ * How many bytes from the start of a .npy the header takes (magic, lengths and header text), or
+ * undefined while `head` is too short to say.
+ */
+export function npyHeaderLength(head: Uint8Array): number | undefined {
+  if (head.length < 12) return undefined;
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  return head[6] === 1 ? 10 + view.getUint16(8, true) : 12 + view.getUint32(8, true);
+}
+
 /** Parses and checks a .npy header. `source` names the file (or npz entry) in error messages. */
 export function parseNpyHeader(bytes: Uint8Array, source = "npy data"): NpyHeader {
   if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) {
@@ -195,9 +205,10 @@ function fortranToC<T extends NdArrayData>(values: T, shape: number[]): T {
 
 /**
  * Reads a .npy file's bytes. The result's data views `bytes` where alignment allows (no copy), so
- * changing one changes the other. `source` names the file in error messages.
+ * changing one changes the other. `source` names the file in error messages. `halfBits` keeps a "<f2"
+ * array's IEEE half-precision bit patterns (a Uint16Array view) instead of widening it to float32.
  */
-export function readNpy(bytes: Uint8Array, source = "npy data"): NdArray {
+export function readNpy(bytes: Uint8Array, source = "npy data", opts: { halfBits?: boolean } = {}): NdArray {
   const header = parseNpyHeader(bytes, source);
   const dtype = canonicalDtype(header.descr, source);
   const info = DTYPES[dtype]!;
@@ -211,7 +222,8 @@ export function readNpy(bytes: Uint8Array, source = "npy data"): NdArray {
   }
   let data: NdArrayData;
   if (info.storedType !== undefined) {
-    data = float16BitsToFloat32(typedView(info.storedType, 2, bytes, header.dataOffset, count));
+    const bits = typedView(info.storedType, 2, bytes, header.dataOffset, count);
+    data = opts.halfBits ? bits : float16BitsToFloat32(bits);
   } else {
     const type = info.arrayType as unknown as {
       new (buffer: ArrayBufferLike, byteOffset: number, length: number): NdArrayData;
@@ -269,6 +281,15 @@ function bytesOf(data: ArrayBufferView): Buffer {
  * same dtype and shape. "<f2" takes a Float32Array and rounds it to float16 (nearest-even).
  */
 export function writeNpy(arr: NdArray): Buffer {
+  return Buffer.concat(npyParts(arr));
+}
+
+/**
+ * writeNpy's bytes as the header and the body (a view of the array's memory, no copy), so an archive
+ * writer can write an array of gigabytes without a second copy of it. A "<f2" array may also be given as
+ * its half-precision bit patterns (a Uint16Array), written as they are.
+ */
+export function npyParts(arr: NdArray): [Buffer, Buffer] {
   const info = DTYPES[arr.dtype];
   if (info === undefined) {
     throw new ClipsieveError(
@@ -276,7 +297,8 @@ export function writeNpy(arr: NdArray): Buffer {
       `cannot write .npy: unsupported dtype '${arr.dtype}' (supported: ${NPY_DTYPES.join(", ")})`,
     );
   }
-  if (!(arr.data instanceof info.arrayType)) {
+  const halfBits = info.storedType !== undefined && arr.data instanceof Uint16Array;
+  if (!(arr.data instanceof info.arrayType) && !halfBits) {
     throw new ClipsieveError(
       "OUTPUT_FILE_FAILED",
       `cannot write .npy: dtype ${arr.dtype} needs a ${info.arrayType.name}, got a ${arr.data.constructor.name}`,
@@ -292,8 +314,9 @@ export function writeNpy(arr: NdArray): Buffer {
       `cannot write .npy: shape ${formatShape(arr.shape)} holds ${count} values, the data has ${arr.data.length}`,
     );
   }
-  const body = info.storedType !== undefined ? float32ToFloat16Bits(arr.data as Float32Array) : arr.data;
-  return Buffer.concat([npyHeader(`'${arr.dtype}'`, arr.shape), bytesOf(body)]);
+  const body =
+    info.storedType !== undefined && !halfBits ? float32ToFloat16Bits(arr.data as Float32Array) : arr.data;
+  return [npyHeader(`'${arr.dtype}'`, arr.shape), bytesOf(body)];
 }
 
 /** Splits a 32-hex-digit uid into DataComp's (int(uid[:16], 16), int(uid[16:32], 16)). */

@@ -9,7 +9,7 @@ import { crc32, deflateRaw } from "node:zlib";
 import yauzl from "yauzl";
 import { ClipsieveError } from "../common/errors.ts";
 import { inputError, outputError, writeAll, writeFileAtomic } from "./files.ts";
-import { type NdArray, readNpy, writeNpy } from "./npy.ts";
+import { type NdArray, type NpyHeader, npyHeaderLength, npyParts, parseNpyHeader, readNpy } from "./npy.ts";
 
 const deflateRawAsync = promisify(deflateRaw);
 
@@ -123,7 +123,11 @@ export async function listNpzKeys(path: string): Promise<string[]> {
  * Reads the named arrays of an .npz; no other entry is inflated. Fails with INPUT_FILE_INVALID naming
  * the path and listing the available keys when one is missing.
  */
-export async function readNpz(path: string, keys: string[]): Promise<Record<string, NdArray>> {
+export async function readNpz(
+  path: string,
+  keys: string[],
+  opts: { halfBits?: boolean } = {},
+): Promise<Record<string, NdArray>> {
   return withZip(path, async (zip, entries) => {
     const byKey = new Map(entries.map((entry) => [keyOf(entry.fileName), entry]));
     const missing = keys.filter((key) => !byKey.has(key));
@@ -138,9 +142,68 @@ export async function readNpz(path: string, keys: string[]): Promise<Record<stri
       const entry = byKey.get(key)!;
       const source = `${path}[${key}]`;
       if (!entry.fileName.endsWith(NPY_SUFFIX)) throw inputError(source, "entry is not a .npy array");
-      result[key] = readNpy(await readEntryBytes(zip, entry, source), source);
+      result[key] = readNpy(await readEntryBytes(zip, entry, source), source, opts);
     }
     return result;
+  });
+}
+
+/**
+ * The .npy header of one array of an .npz, read from the first bytes of its entry only (no array data is
+ * inflated past the header): a shard's shape before its rows are loaded.
+ */
+export async function readNpzHeader(path: string, key: string): Promise<NpyHeader> {
+  return withZip(path, async (zip, entries) => {
+    const entry = entries.find((e) => keyOf(e.fileName) === key);
+    if (entry === undefined) {
+      throw inputError(
+        path,
+        `no array '${key}' in the .npz; available: ${entries.map((e) => keyOf(e.fileName)).join(", ") || "(none)"}`,
+      );
+    }
+    const source = `${path}[${key}]`;
+    return new Promise<NpyHeader>((resolve, reject) => {
+      zip.openReadStream(entry, (err, stream) => {
+        if (err !== null) {
+          reject(inputError(source, `cannot read the zip entry: ${err.message}`, err));
+          return;
+        }
+        let head = Buffer.alloc(0);
+        let settled = false;
+        const settle = (fn: () => void) => {
+          if (settled) return;
+          settled = true;
+          stream.destroy();
+          fn();
+        };
+        stream.on("data", (chunk: Buffer) => {
+          head = Buffer.concat([head, chunk]);
+          // A header is complete once its declared length has arrived (npyHeaderLength: undefined before).
+          const needed = npyHeaderLength(head);
+          if (needed !== undefined && head.length >= needed) {
+            settle(() => {
+              try {
+                resolve(parseNpyHeader(head, source));
+              } catch (parseErr) {
+                reject(parseErr);
+              }
+            });
+          }
+        });
+        stream.once("error", (cause: Error) =>
+          settle(() => reject(inputError(source, `corrupt zip entry: ${cause.message}`, cause))),
+        );
+        stream.once("end", () =>
+          settle(() => {
+            try {
+              resolve(parseNpyHeader(head, source));
+            } catch (parseErr) {
+              reject(parseErr);
+            }
+          }),
+        );
+      });
+    });
   });
 }
 
@@ -224,22 +287,25 @@ export async function writeNpz(
     let offset = 0;
     for (const key of keys) {
       const name = `${key}${NPY_SUFFIX}`;
-      let npy: Buffer;
+      let parts: [Buffer, Buffer];
       try {
-        npy = writeNpy(arrays[key]!);
+        parts = npyParts(arrays[key]!);
       } catch (err) {
         throw err instanceof ClipsieveError ? outputError(path, `array '${key}': ${err.message}`, err) : err;
       }
-      const data = opts.compress ? await deflateRawAsync(npy) : npy;
+      // Stored entries are written as header + a view of the array (no copy of a large array).
+      const size = parts[0].length + parts[1].length;
+      const data = opts.compress ? [await deflateRawAsync(Buffer.concat(parts))] : parts;
+      const compressedSize = data.reduce((sum, part) => sum + part.length, 0);
       const record: CentralRecord = {
         name: Buffer.from(name, "utf8"),
         method: opts.compress ? 8 : 0,
-        crc: crc32(npy) >>> 0,
-        compressedSize: data.length,
-        size: npy.length,
+        crc: crc32(parts[1], crc32(parts[0])) >>> 0,
+        compressedSize,
+        size,
         offset,
       };
-      if (npy.length >= ZIP32_LIMIT || offset + data.length + 30 + record.name.length >= ZIP32_LIMIT) {
+      if (size >= ZIP32_LIMIT || offset + compressedSize + 30 + record.name.length >= ZIP32_LIMIT) {
         throw outputError(
           path,
           `array '${key}' takes the archive past 4 GiB, which needs ZIP64 (not supported)`,
@@ -248,8 +314,8 @@ export async function writeNpz(
       const flags = nameFlags(name);
       const header = localHeader(record, flags);
       await writeAll(file, header);
-      await writeAll(file, data);
-      offset += header.length + data.length;
+      for (const part of data) await writeAll(file, part);
+      offset += header.length + compressedSize;
       records.push({ record, flags });
     }
     const central = Buffer.concat(records.map(({ record, flags }) => centralHeader(record, flags)));

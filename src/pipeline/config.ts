@@ -76,6 +76,11 @@ export const runConfigSchema = z
     dim: positiveInt.optional().describe("Embedding dimension D (default: the target set's, else 768)"),
     model: z.string().optional().describe("Teacher model records must name (default: the target set's)"),
     target: z.string().optional().describe("Target-set artifact (or .npy/.npz of target image embeddings)"),
+    targetProbes: positiveInt
+      .optional()
+      .describe(
+        "Clusters of an indexed target set a record's NormSim_inf visits (default: the artifact's; its cluster count or more: exact)",
+      ),
     device: z.enum(["cpu", "cuda", "webgpu"]).default("cpu").describe("onnxruntime execution provider"),
     threads: positiveInt
       .optional()

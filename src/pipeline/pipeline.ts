@@ -31,7 +31,7 @@ import { checkEmbedTeacher, createEmbedStage, type EmbedStage, embedOptionsFromR
 import { createKafkaClient, resolveKafkaAccess } from "../kafka/index.ts";
 import { createPolicy, type Policy, type PolicyState } from "../policy/index.ts";
 import { createScoringEngine, type ScoringEngine } from "../score/engine.ts";
-import { loadTarget } from "../score/target-set.ts";
+import { loadTarget, targetLoadOptions } from "../score/target-set.ts";
 import { createKafkaSink } from "../sink/kafka-sink.ts";
 import { createKafkaSource } from "../source/kafka-source.ts";
 import { cutWindows } from "../window/cut.ts";
@@ -94,7 +94,7 @@ export async function buildPipeline(
     security: access.security,
   });
 
-  const target = config.target ? await loadTarget(config.target) : undefined;
+  const target = config.target ? await loadTarget(config.target, targetLoadOptions(config)) : undefined;
   // With --model-dir the embed stage computes the embeddings records lack; its teacher sets the default D.
   const embedStage: EmbedStage | undefined = config.modelDir
     ? await createEmbedStage(embedOptionsFromRun({ ...config, modelDir: config.modelDir }), { logger })

@@ -17,6 +17,7 @@ export const SCORING_KEYS = [
   "dim",
   "model",
   "target",
+  "targetProbes",
   "windowSize",
   "bankSize",
   "draws",

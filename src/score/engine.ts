@@ -23,14 +23,18 @@ import { ClipsieveError } from "../common/errors.ts";
 import { createLogger, type Logger } from "../common/logger.ts";
 import { validateDraws } from "./draws.ts";
 import {
+  dotGraph,
   gramAccumulateGraph,
   gramNormGraph,
   maxAbsDotGraph,
+  maxAbsDotHalfGraph,
+  nearestGraph,
   rowDotGraph,
   sClipLossExactBlockGraph,
   sClipLossFastBlockGraph,
 } from "./graphs.ts";
 import { sessionOptions } from "./onnx-session.ts";
+import { checkTargetIndex, probedClusters } from "./target-index.ts";
 import type { Device, Draw, NormSimResult, Pool, SClipLossResult, TargetSet } from "./types.ts";
 
 export const DEVICES: readonly Device[] = ["cpu", "cuda", "webgpu"];
@@ -78,6 +82,18 @@ export interface ScoringEngine {
   gram(embeddings: Float32Array, rows: number, dim: number): Promise<Float32Array>;
   /** sqrt(f_i^T G f_i) for each of the first `rows` rows of `image` and a dim x dim matrix G. */
   gramNorm(image: Float32Array, rows: number, dim: number, gram: Float32Array): Promise<Float32Array>;
+  /**
+   * For each of `rows` rows (rows x dim; float32, or float16 bit patterns), its nearest of `centres`
+   * (count x dim) by inner product:
+   * `index` (as numbers) and the inner product `best`. k-means at `target build` time uses it.
+   */
+  nearest(
+    data: Float32Array | Uint16Array,
+    rows: number,
+    dim: number,
+    centres: Float32Array,
+    count: number,
+  ): Promise<{ index: Float32Array; best: Float32Array }>;
   close(): Promise<void>;
 }
 
@@ -87,6 +103,10 @@ interface Sessions {
   rowDot: ort.InferenceSession;
   gramNorm: ort.InferenceSession;
   maxAbsDot: ort.InferenceSession;
+  maxAbsDotHalf: ort.InferenceSession;
+  dot: ort.InferenceSession;
+  nearest: ort.InferenceSession;
+  nearestHalf: ort.InferenceSession;
   gramAccumulate: ort.InferenceSession;
 }
 
@@ -100,6 +120,10 @@ async function createSessions(device: Device, threads: number): Promise<Sessions
     open(sClipLossExactBlockGraph()),
     open(gramNormGraph()),
     open(maxAbsDotGraph()),
+    open(maxAbsDotHalfGraph()),
+    open(dotGraph()),
+    open(nearestGraph()),
+    open(nearestGraph(true)),
     open(gramAccumulateGraph()),
   ]);
   const failed = created.find((c) => c.status === "rejected");
@@ -109,10 +133,29 @@ async function createSessions(device: Device, threads: number): Promise<Sessions
     );
     throw (failed as PromiseRejectedResult).reason;
   }
-  const [sClipLossFast, sClipLossExact, gramNorm, maxAbsDot, gramAccumulate] = created.map(
-    (c) => (c as PromiseFulfilledResult<ort.InferenceSession>).value,
-  );
-  return { sClipLossFast, sClipLossExact, rowDot, gramNorm, maxAbsDot, gramAccumulate };
+  const [
+    sClipLossFast,
+    sClipLossExact,
+    gramNorm,
+    maxAbsDot,
+    maxAbsDotHalf,
+    dot,
+    nearest,
+    nearestHalf,
+    gramAccumulate,
+  ] = created.map((c) => (c as PromiseFulfilledResult<ort.InferenceSession>).value);
+  return {
+    sClipLossFast,
+    sClipLossExact,
+    rowDot,
+    gramNorm,
+    maxAbsDot,
+    maxAbsDotHalf,
+    dot,
+    nearest,
+    nearestHalf,
+    gramAccumulate,
+  };
 }
 
 /** The first line of an error's message, at most 300 characters: onnxruntime's can run on. */
@@ -122,6 +165,18 @@ function errorText(err: unknown): string {
 }
 
 const f32 = (data: Float32Array, dims: number[]) => new ort.Tensor("float32", data, dims);
+
+/**
+ * A float16 tensor over IEEE half bit patterns. onnxruntime-common wraps a Uint16Array in the engine's
+ * Float16Array where one exists (Node 24), which onnxruntime-node 1.30's binding does not recognise as a
+ * typed array (it sees 0 bytes: "not enough space"); the tensor keeps the Uint16Array view instead,
+ * which the binding reads as the same bytes.
+ */
+function f16(bits: Uint16Array, dims: number[]): ort.Tensor {
+  const tensor = new ort.Tensor("float16", bits, dims);
+  if (!(tensor.data instanceof Uint16Array)) (tensor as unknown as { cpuData: Uint16Array }).cpuData = bits;
+  return tensor;
+}
 
 async function run(
   session: ort.InferenceSession,
@@ -151,7 +206,7 @@ function checkPositiveInteger(value: number, what: string): void {
   }
 }
 
-function checkMatrix(data: Float32Array, rows: number, dim: number, what: string, exact = true): void {
+function checkMatrix(data: ArrayLike<number>, rows: number, dim: number, what: string, exact = true): void {
   if (!Number.isSafeInteger(rows) || rows < 0) {
     throw new ClipsieveError(
       "CONFIG_INVALID",
@@ -453,33 +508,153 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
     return out;
   }
 
-  /** max_m |<f_i, t_m>|: image blocks of up to sqrt(E) rows against target blocks of E / rows rows. */
-  async function maxAbsDot(image: Float32Array, rows: number, target: TargetSet): Promise<Float32Array> {
+  /** Target rows `from`..`from+count-1` as a tensor: float32 as stored, float16 bit patterns as float16. */
+  function targetRows(target: TargetSet, from: number, count: number): ort.Tensor {
+    const dim = target.dim;
+    const data = target.embeddings.subarray(from * dim, (from + count) * dim);
+    return data instanceof Uint16Array ? f16(data, [count, dim]) : f32(data, [count, dim]);
+  }
+
+  /**
+   * max(acc_i, max_m |<q_i, t_m>|) over target rows from..to-1 for `count` query rows: target blocks of
+   * E / count rows, the float16 graph for a float16 target.
+   */
+  async function scanTargetRows(
+    queries: Float32Array,
+    count: number,
+    target: TargetSet,
+    from: number,
+    to: number,
+    acc: Float32Array,
+  ): Promise<Float32Array> {
+    const dim = target.dim;
+    const half = target.embeddings instanceof Uint16Array;
+    const session = half ? sessions.maxAbsDotHalf : sessions.maxAbsDot;
+    const queryTensor = f32(queries.subarray(0, count * dim), [count, dim]);
+    const step = Math.max(1, Math.floor(blockElements / count));
+    for (let t = from; t < to; t += step) {
+      const m = Math.min(step, to - t);
+      const res = await run(
+        session,
+        { image: queryTensor, target: targetRows(target, t, m), acc_in: f32(acc, [count]) },
+        half ? "max_abs_dot_half" : "max_abs_dot",
+      );
+      acc = res.acc_out;
+    }
+    return acc;
+  }
+
+  /** max_m |<f_i, t_m>| over every target row: image blocks of up to sqrt(E) rows. */
+  async function maxAbsDotAll(image: Float32Array, rows: number, target: TargetSet): Promise<Float32Array> {
     const dim = target.dim;
     const out = new Float32Array(rows);
     if (target.rows === 0) return out;
     const imageStep = Math.max(1, Math.min(rows, Math.floor(Math.sqrt(blockElements))));
-    const targetStep = Math.max(1, Math.floor(blockElements / imageStep));
     for (let start = 0; start < rows; start += imageStep) {
       const count = Math.min(imageStep, rows - start);
-      const imageTensor = f32(image.subarray(start * dim, (start + count) * dim), [count, dim]);
-      let acc = new Float32Array(count);
-      for (let t = 0; t < target.rows; t += targetStep) {
-        const m = Math.min(targetStep, target.rows - t);
-        const res = await run(
-          sessions.maxAbsDot,
-          {
-            image: imageTensor,
-            target: f32(target.embeddings.subarray(t * dim, (t + m) * dim), [m, dim]),
-            acc_in: f32(acc, [count]),
-          },
-          "max_abs_dot",
-        );
-        acc = res.acc_out;
-      }
-      out.set(acc, start);
+      const block = image.subarray(start * dim, (start + count) * dim);
+      out.set(await scanTargetRows(block, count, target, 0, target.rows, new Float32Array(count)), start);
     }
     return out;
+  }
+
+  /**
+   * max over the rows of each record's `probes` nearest clusters (./target-index.ts): the records'
+   * inner products with every centre (one Gemm per block of records), each record's nearest clusters,
+   * then cluster by cluster the records that visit it against its rows, so every product is still a
+   * matrix product and each cluster's rows are read once per window, not once per record.
+   */
+  async function maxAbsDotIndexed(
+    image: Float32Array,
+    rows: number,
+    target: TargetSet,
+  ): Promise<Float32Array> {
+    const index = target.index!;
+    const dim = target.dim;
+    const clusters = index.clusters;
+    const probes = Math.min(index.probes, clusters);
+    const visits = new Int32Array(rows * probes);
+    const centres = f32(index.centroids, [clusters, dim]);
+    const queryStep = Math.max(1, Math.floor(blockElements / Math.max(clusters, dim)));
+    for (let start = 0; start < rows; start += queryStep) {
+      const count = Math.min(queryStep, rows - start);
+      const res = await run(
+        sessions.dot,
+        { a: f32(image.subarray(start * dim, (start + count) * dim), [count, dim]), b: centres },
+        "dot",
+      );
+      for (let q = 0; q < count; q++) {
+        const picked = probedClusters(res.dot.subarray(q * clusters, (q + 1) * clusters), probes);
+        visits.set(picked, (start + q) * probes);
+      }
+    }
+    // The records of each cluster, by a counting sort of the visits.
+    const first = new Int32Array(clusters + 1);
+    for (let v = 0; v < visits.length; v++) first[visits[v] + 1]++;
+    for (let k = 0; k < clusters; k++) first[k + 1] += first[k];
+    const visitors = new Int32Array(visits.length);
+    const fill = first.slice(0, clusters);
+    for (let v = 0; v < visits.length; v++) visitors[fill[visits[v]]++] = Math.floor(v / probes);
+
+    const out = new Float32Array(rows);
+    const maxQueries = Math.max(1, Math.min(rows, Math.floor(Math.sqrt(blockElements))));
+    const gathered = new Float32Array(maxQueries * dim);
+    for (let k = 0; k < clusters; k++) {
+      const from = index.offsets[k];
+      const to = index.offsets[k + 1];
+      if (to === from) continue;
+      for (let v = first[k]; v < first[k + 1]; v += maxQueries) {
+        const count = Math.min(maxQueries, first[k + 1] - v);
+        for (let j = 0; j < count; j++) {
+          const q = visitors[v + j];
+          gathered.set(image.subarray(q * dim, (q + 1) * dim), j * dim);
+        }
+        const acc = await scanTargetRows(gathered, count, target, from, to, new Float32Array(count));
+        for (let j = 0; j < count; j++) {
+          const q = visitors[v + j];
+          if (acc[j] > out[q]) out[q] = acc[j];
+        }
+      }
+    }
+    return out;
+  }
+
+  /** NormSim_inf: through the index when the target has one that does not visit every cluster. */
+  async function maxAbsDot(image: Float32Array, rows: number, target: TargetSet): Promise<Float32Array> {
+    if (target.index && target.index.probes < target.index.clusters && rows > 0) {
+      return maxAbsDotIndexed(image, rows, target);
+    }
+    return maxAbsDotAll(image, rows, target);
+  }
+
+  async function nearest(
+    data: Float32Array | Uint16Array,
+    rows: number,
+    dim: number,
+    centres: Float32Array,
+    count: number,
+  ): Promise<{ index: Float32Array; best: Float32Array }> {
+    checkPositiveInteger(dim, "dim");
+    checkPositiveInteger(count, "centre count");
+    checkMatrix(data, rows, dim, "row matrix", false);
+    checkMatrix(centres, count, dim, "centre matrix");
+    const index = new Float32Array(rows);
+    const best = new Float32Array(rows);
+    const centreTensor = f32(centres, [count, dim]);
+    const step = Math.max(1, Math.floor(blockElements / Math.max(count, dim)));
+    for (let start = 0; start < rows; start += step) {
+      const n = Math.min(step, rows - start);
+      const block = data.subarray(start * dim, (start + n) * dim);
+      const half = block instanceof Uint16Array;
+      const res = await run(
+        half ? sessions.nearestHalf : sessions.nearest,
+        { rows: half ? f16(block, [n, dim]) : f32(block, [n, dim]), centres: centreTensor },
+        half ? "nearest_half" : "nearest",
+      );
+      index.set(res.index, start);
+      best.set(res.best, start);
+    }
+    return { index, best };
   }
 
   async function normSim(
@@ -493,6 +668,7 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
     checkMatrix(image, rows, dim, "image matrix", false);
     checkMatrix(target.embeddings, target.rows, dim, `target set (${target.model}) embeddings`);
     checkMatrix(target.gram, dim, dim, `target set (${target.model}) Gram matrix`);
+    if (target.index) checkTargetIndex(target.index, target.rows, dim);
     return {
       normsim2: which.two ? await gramNorm(image, rows, dim, target.gram) : new Float32Array(0),
       normsimInf: which.inf ? await maxAbsDot(image, rows, target) : new Float32Array(0),
@@ -523,5 +699,5 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
     await Promise.all(Object.values(sessions).map((s) => s.release()));
   }
 
-  return { provider, sClipLoss, normSim, gram, gramNorm, close };
+  return { provider, sClipLoss, normSim, gram, gramNorm, nearest, close };
 }

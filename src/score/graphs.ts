@@ -1,7 +1,8 @@
 /**
  * The scoring engine's ONNX graphs, built in TypeScript with onnx-proto and handed to onnxruntime as
  * bytes. Every dimension is symbolic, so one session serves any batch size, block size, D or M.
- * All tensors are float32. docs/scoring.md describes each graph and why it is shaped that way.
+ * Tensors are float32, except a float16 target's rows (`maxAbsDotHalfGraph`, widened inside the graph).
+ * docs/scoring.md describes each graph and why it is shaped that way.
  */
 import onnxProto, { type onnx as OnnxTypes } from "onnx-proto";
 
@@ -18,6 +19,7 @@ export const OPSET = 17;
 const IR_VERSION = 8;
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
 const INT64 = onnx.TensorProto.DataType.INT64;
+const FLOAT16 = onnx.TensorProto.DataType.FLOAT16;
 
 type Dim = number | string;
 
@@ -30,12 +32,12 @@ const attr = {
   tensor: (t: TensorProto): AttributeProto => ({ type: onnx.AttributeProto.AttributeType.TENSOR, t }),
 };
 
-function valueInfo(name: string, dims: Dim[]): ValueInfoProto {
+function valueInfo(name: string, dims: Dim[], elemType: number = FLOAT): ValueInfoProto {
   return {
     name,
     type: {
       tensorType: {
-        elemType: FLOAT,
+        elemType,
         shape: { dim: dims.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })) },
       },
     },
@@ -218,6 +220,56 @@ export function maxAbsDotGraph(): Uint8Array {
       "max_abs_dot",
       [valueInfo("image", ["r", "D"]), valueInfo("target", ["m", "D"]), valueInfo("acc_in", ["r"])],
       [valueInfo("acc_out", ["r"])],
+    ),
+  );
+}
+
+/**
+ * `maxAbsDotGraph` for a target stored as float16: the block is widened to float32 inside onnxruntime
+ * (one vectorised Cast, F16C where the CPU has it), so memory holds half the bytes and every product
+ * is still float32 arithmetic.
+ */
+export function maxAbsDotHalfGraph(): Uint8Array {
+  const g = graphBuilder("h");
+  const wide = g.op("Cast", ["target"], { to: attr.int(FLOAT) });
+  const y = g.op("Gemm", ["image", wide], { transB: attr.int(1) });
+  const high = g.op("ReduceMax", [y], { axes: attr.ints([1]), keepdims: attr.int(0) });
+  const low = g.op("ReduceMin", [y], { axes: attr.ints([1]), keepdims: attr.int(0) });
+  g.alias(g.op("Max", ["acc_in", high, g.op("Neg", [low])]), "acc_out");
+  return encodeModel(
+    g.build(
+      "max_abs_dot_half",
+      [valueInfo("image", ["r", "D"]), valueInfo("target", ["m", "D"], FLOAT16), valueInfo("acc_in", ["r"])],
+      [valueInfo("acc_out", ["r"])],
+    ),
+  );
+}
+
+/** `dot` [r, m] = `a` [r, D] · `b` [m, D]^T: a query block against every cluster centre. */
+export function dotGraph(): Uint8Array {
+  const g = graphBuilder("d");
+  g.alias(g.op("Gemm", ["a", "b"], { transB: attr.int(1) }), "dot");
+  return encodeModel(
+    g.build("dot", [valueInfo("a", ["r", "D"]), valueInfo("b", ["m", "D"])], [valueInfo("dot", ["r", "m"])]),
+  );
+}
+
+/**
+ * The nearest centre of each row, for k-means (`half`: the rows are float16, widened in the graph): `best` [r] = max_m <rows_i, centres_m> and `index` [r]
+ * its argmax (as float32: exact for up to 2^24 centres, and every output stays float32).
+ */
+export function nearestGraph(half = false): Uint8Array {
+  const g = graphBuilder("n");
+  const rows = half ? g.op("Cast", ["rows"], { to: attr.int(FLOAT) }) : "rows";
+  const y = g.op("Gemm", [rows, "centres"], { transB: attr.int(1) });
+  g.alias(g.op("ReduceMax", [y], { axes: attr.ints([1]), keepdims: attr.int(0) }), "best");
+  const arg = g.op("ArgMax", [y], { axis: attr.int(1), keepdims: attr.int(0) });
+  g.alias(g.op("Cast", [arg], { to: attr.int(FLOAT) }), "index");
+  return encodeModel(
+    g.build(
+      half ? "nearest_half" : "nearest",
+      [valueInfo("rows", ["r", "D"], half ? FLOAT16 : FLOAT), valueInfo("centres", ["m", "D"])],
+      [valueInfo("best", ["r"]), valueInfo("index", ["r"])],
     ),
   );
 }

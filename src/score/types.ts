@@ -42,16 +42,39 @@ export interface NormSimResult {
   normsimInf: Float32Array;
 }
 
+/** How a target set holds its rows: float32 values, or float16 bit patterns (half the memory). */
+export type TargetStorage = "float32" | "float16";
+
+/**
+ * An inverted-file index over a target set's rows (./target-index.ts): the rows are stored grouped by
+ * cluster, cluster k holding rows offsets[k] .. offsets[k+1]-1, and NormSim_inf of a record visits only
+ * the `probes` clusters whose centres are nearest to it (every cluster when probes >= clusters: exact).
+ */
+export interface TargetIndex {
+  clusters: number;
+  /** clusters x D, row-major, unit rows: each cluster's normalised mean. */
+  centroids: Float32Array;
+  /** clusters + 1 row offsets, ascending, offsets[0] = 0, offsets[clusters] = M. */
+  offsets: Int32Array;
+  /** Clusters a record visits. */
+  probes: number;
+}
+
 /** A target set: target image embeddings (M x D) and their Gram matrix T^T T (D x D). */
 export interface TargetSet {
   /** Teacher model that made the embeddings, e.g. "openai/clip-vit-large-patch14". */
   model: string;
   dim: number;
   rows: number;
-  /** M x D, row-major. */
-  embeddings: Float32Array;
-  /** D x D, row-major: T^T T. */
+  /**
+   * M x D, row-major: float32 values, or IEEE float16 bit patterns when the artifact stores its rows
+   * in half precision (`TargetStorage`).
+   */
+  embeddings: Float32Array | Uint16Array;
+  /** D x D, row-major: T^T T (from the full-precision rows). */
   gram: Float32Array;
-  /** sha256 (hex) over the artifact's content (model, dim, rows, embeddings). */
+  /** sha256 (hex) over the artifact's content (model, dim, rows, storage, embeddings). */
   contentHash: string;
+  /** Present when NormSim_inf searches an index instead of every row. */
+  index?: TargetIndex;
 }

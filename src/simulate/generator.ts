@@ -87,7 +87,20 @@ export interface Simulation {
   kindCounts(): Record<SimKind, number>;
   /** The matching target set's image embeddings: `targetRows` unit rows of the target topics. */
   targetEmbeddings(): { rows: number; dim: number; data: Float32Array };
+  /**
+   * A target set at the paper's scale (`rows` in the millions): image rows of `classes` classes, the
+   * simulation's target topics first, then classes of their own, each with its own spread (tight and
+   * loose ones, as real image features are). See `clusteredTargetRow`.
+   */
+  clusteredTarget(rows: number, classes?: number): { rows: number; dim: number; data: Float32Array };
 }
+
+/** Classes of a clustered target by default: as many as ImageNet-1k's. */
+export const CLUSTERED_TARGET_CLASSES = 1000;
+/** Random directions the clustered target's per-row detail is made of (three at a time). */
+const DETAIL_POOL = 8192;
+/** The share of a class row's content that is the row's own detail: tight classes low, loose ones high. */
+const CLASS_DETAIL = { min: 0.1, max: 0.6 } as const;
 
 const SUBTOPICS = 8;
 /** The teacher width whose statistics the generator keeps at any D (see randomShare). */
@@ -562,6 +575,9 @@ export function createSimulation(options: SimulationOptions): Simulation {
       for (const s of slots) out[s.kind]++;
       return out;
     },
+    clusteredTarget(rows: number, classes = CLUSTERED_TARGET_CLASSES) {
+      return clusteredTargetRows(world, o, rows, classes);
+    },
     targetEmbeddings() {
       const data = new Float32Array(o.targetRows * dim);
       const nTarget = targetTopicCount(o);
@@ -574,4 +590,63 @@ export function createSimulation(options: SimulationOptions): Simulation {
       return { rows: o.targetRows, dim, data };
     },
   };
+}
+
+/**
+ * Rows of a clustered target: row r belongs to class r mod classes; its content is the class's topic
+ * (weight 0.45), one of the class's subtopics and the row's own detail (together the rest, the detail's
+ * share set per class between CLASS_DETAIL.min and .max), and it is made an image as the stream's
+ * images are (gap, shared and site parts, image noise). The detail and noise are sums of three random
+ * directions of a fixed pool with random signs: millions of distinct, nearly orthogonal directions for
+ * the cost of a few additions per value (a fresh Gaussian direction per row would take minutes).
+ */
+function clusteredTargetRows(
+  world: World,
+  o: Required<SimulationOptions>,
+  rows: number,
+  classes: number,
+): { rows: number; dim: number; data: Float32Array } {
+  const dim = o.dim;
+  if (!Number.isSafeInteger(rows) || rows < 1) throw new RangeError(`rows must be >= 1, got ${rows}`);
+  if (!Number.isSafeInteger(classes) || classes < 1)
+    throw new RangeError(`classes must be >= 1, got ${classes}`);
+  const rng = createRandom(o.seed, STREAM_TARGET - 1);
+  const nTarget = targetTopicCount(o);
+  const classTopic = Array.from({ length: classes }, (_, k) =>
+    k < nTarget ? world.topics[k] : semanticDirection(rng, dim, world.gap),
+  );
+  const classSubtopics = Array.from({ length: classes }, (_, k) =>
+    k < nTarget
+      ? world.subtopics[k]
+      : Array.from({ length: SUBTOPICS }, () => semanticDirection(rng, dim, world.gap)),
+  );
+  const classDetail = Array.from({ length: classes }, () => uniform(rng, CLASS_DETAIL.min, CLASS_DETAIL.max));
+  const pool = Array.from({ length: DETAIL_POOL }, () => semanticDirection(rng, dim, world.gap));
+  const r = randomShare(dim);
+  const data = new Float32Array(rows * dim);
+  const content = new Float64Array(dim);
+  const f = new Float64Array(dim);
+  const addPooled = (out: Vec, weight: number) => {
+    const w = weight / Math.sqrt(3);
+    for (let j = 0; j < 3; j++) addScaled(out, pool[rng.below(DETAIL_POOL)], rng.below(2) === 0 ? w : -w);
+  };
+  for (let row = 0; row < rows; row++) {
+    const k = row % classes;
+    const detail = classDetail[k];
+    content.fill(0);
+    addScaled(content, classTopic[k], Math.sqrt(W.topic));
+    addScaled(content, classSubtopics[k][rng.below(SUBTOPICS)], Math.sqrt((1 - W.topic) * (1 - detail)));
+    addPooled(content, Math.sqrt((1 - W.topic) * detail));
+    normalise(content);
+    f.fill(0);
+    addScaled(f, world.gap.image, Math.sqrt(W.gap + (1 - r) * W.imageNoise));
+    addScaled(f, world.gap.shared, Math.sqrt(W.shared));
+    addScaled(f, content, Math.sqrt(W.imageContent));
+    addScaled(f, world.siteStyle[rng.below(o.sites)], Math.sqrt(W.imageSite));
+    addPooled(f, Math.sqrt(r * W.imageNoise));
+    normalise(f);
+    const base = row * dim;
+    for (let d = 0; d < dim; d++) data[base + d] = f[d];
+  }
+  return { rows, dim, data };
 }

@@ -1,4 +1,5 @@
 import type { ScoringEngine } from "../score/engine.ts";
+import { buildTargetFromRows, type TargetBuildOptions } from "../score/target-build.ts";
 import { makeTargetSet, type TargetManifest, writeTargetSet } from "../score/target-set.ts";
 import { SIM_MODEL, type Simulation } from "./generator.ts";
 
@@ -14,4 +15,26 @@ export async function writeSimulationTarget(
   const { rows, dim, data } = sim.targetEmbeddings();
   const target = await makeTargetSet(engine, SIM_MODEL, data, rows, dim);
   return writeTargetSet(path, target, { sources: [`simulate-seed${sim.options.seed}-d${dim}`] });
+}
+
+/**
+ * Write a target set at scale for a simulation (`Simulation.clusteredTarget`: `rows` image rows of many
+ * classes, the simulation's target topics among them), laid out as `target build` lays out a target of
+ * that size: indexed and stored as float16 from INDEX_MIN_ROWS rows on, unless `options` say otherwise.
+ */
+export async function writeClusteredTarget(
+  sim: Simulation,
+  path: string,
+  engine: Pick<ScoringEngine, "gram" | "nearest">,
+  rows: number,
+  options: Omit<TargetBuildOptions, "key" | "model"> = {},
+): Promise<TargetManifest> {
+  const built = await (async () => {
+    const { data, dim } = sim.clusteredTarget(rows);
+    return buildTargetFromRows(engine, data, rows, dim, { ...options, model: SIM_MODEL });
+  })();
+  return writeTargetSet(path, built.target, {
+    sources: [`simulate-seed${sim.options.seed}-d${sim.options.dim}-clustered${rows}`],
+    ...(built.index ? { index: built.index } : {}),
+  });
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -7,7 +7,9 @@ import { fileURLToPath } from "node:url";
 import * as arrow from "apache-arrow";
 import { isClipsieveError } from "../../src/common/errors.ts";
 import { listColumnToMatrix } from "../../src/io/arrow-columns.ts";
-import { readEmbeddingMatrix } from "../../src/io/embeddings.ts";
+import { readEmbeddingMatrix, readEmbeddingShape } from "../../src/io/embeddings.ts";
+import { writeNpy } from "../../src/io/npy.ts";
+import { writeNpz } from "../../src/io/npz.ts";
 
 // Fixtures were written by numpy and pyarrow (fixtures/make_fixtures.py).
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
@@ -177,5 +179,27 @@ describe("files", () => {
     await rejectsInput(readEmbeddingMatrix(missing), missing, "not found");
     const csv = join(work, "emb.csv");
     await rejectsInput(readEmbeddingMatrix(csv), csv, "'.csv'", ".npy, .npz");
+  });
+});
+
+describe("readEmbeddingShape", () => {
+  test("reads a .npy's and an .npz array's shape from their headers alone", async () => {
+    const data = new Float32Array(5 * 3).fill(0.5);
+    const npy = writeNpy({ dtype: "<f4", shape: [5, 3], data });
+    // The header and one value of the data: the rows are not there, the shape still is.
+    const cut = join(work, "cut.npy");
+    writeFileSync(cut, npy.subarray(0, npy.length - data.byteLength + 4));
+    assert.deepEqual(await readEmbeddingShape(cut), { rows: 5, dim: 3 });
+    await assert.rejects(readEmbeddingMatrix(cut), (err) => isClipsieveError(err, "INPUT_FILE_INVALID"));
+    const npz = join(work, "shape.npz");
+    await writeNpz(npz, {
+      a: { dtype: "<f4", shape: [5, 3], data },
+      b: { dtype: "<f2", shape: [7, 2], data: new Float32Array(14) },
+    });
+    assert.deepEqual(await readEmbeddingShape(npz, { key: "b" }), { rows: 7, dim: 2 });
+    await assert.rejects(readEmbeddingShape(npz), (err) => isClipsieveError(err, "INPUT_FILE_INVALID"));
+    const flat = join(work, "flat.npy");
+    writeFileSync(flat, writeNpy({ dtype: "<f4", shape: [4], data: new Float32Array(4) }));
+    await assert.rejects(readEmbeddingShape(flat), (err) => isClipsieveError(err, "INPUT_FILE_INVALID"));
   });
 });

@@ -60,6 +60,7 @@ function fakeEngine(calls: string[]): ScoringEngine {
     },
     gram: async () => new Float32Array(),
     gramNorm: async () => new Float32Array(),
+    nearest: async () => ({ index: new Float32Array(), best: new Float32Array() }),
     close: async () => {},
   };
 }

@@ -67,7 +67,9 @@ test("write then read round-trips rows, gram and manifest; hash as documented", 
   assert.equal(loaded.contentHash, hashAsDocumented("apple/DFN2B-CLIP-ViT-B-16", D, M, rows));
   assert.deepEqual(loaded.manifest, manifest);
   assert.equal(manifest.createdAt, "2025-01-02T03:04:05.000Z");
-  assert.equal(manifest.version, 1);
+  assert.equal(manifest.version, 2);
+  assert.equal(manifest.storage, "float32");
+  assert.equal(manifest.index, undefined);
   assert.deepEqual(manifest.sources, ["part-0.npy"]);
 });
 
@@ -204,4 +206,130 @@ test("`target build` stacks files in order, normalises, and names a bad file and
     ]),
     (e) => isClipsieveError(e, "EMBEDDING_NOT_FINITE") && /bad\.npy[\s\S]*row 2\b/.test(e.message),
   );
+});
+
+/** Rows as sorted strings: the same set of rows whatever order a build stored them in. */
+const rowSet = (data: ArrayLike<number>, dim: number): string[] =>
+  Array.from({ length: data.length / dim }, (_, r) =>
+    Array.from({ length: dim }, (_, d) => data[r * dim + d].toFixed(6)).join(","),
+  ).sort();
+
+test("`target build --clusters --storage float16`: half rows in cluster order, the index, hashes checked", async () => {
+  const rows = 64;
+  const dim = 4;
+  // Two groups of rows: around (1,0,0,0) and around (0,0,1,0).
+  const values = new Float32Array(rows * dim);
+  for (let r = 0; r < rows; r++) {
+    const axis = r % 2 === 0 ? 0 : 2;
+    values[r * dim + axis] = 1;
+    values[r * dim + ((axis + 1) % dim)] = ((r % 7) - 3) / 20;
+  }
+  const input = join(dir, "shard.npy");
+  await writeFile(input, writeNpy({ dtype: "<f4", shape: [rows, dim], data: values }));
+  const out = join(dir, "indexed.target.npz");
+  const printed: string[] = [];
+  const log = console.log;
+  console.log = (...p: unknown[]) => printed.push(p.join(" "));
+  try {
+    await (await buildProgram()).parseAsync(
+      [
+        "target",
+        "build",
+        "--embeddings",
+        input,
+        "--model",
+        "m",
+        "--out",
+        out,
+        "--clusters",
+        "2",
+        "--probes",
+        "1",
+      ].concat(["--storage", "float16", "--progress", "none"]),
+      { from: "user" },
+    );
+  } finally {
+    console.log = log;
+  }
+  assert.match(printed.join("\n"), /rows stored as float16 .* index: 2 clusters .* a record visits 1/);
+  const t = await readTargetSet(out);
+  assert.ok(t.embeddings instanceof Uint16Array, "float16 rows stay half precision in memory");
+  assert.equal(t.manifest?.storage, "float16");
+  assert.deepEqual(t.manifest?.index && { ...t.manifest.index, sha256: "" }, {
+    kind: "ivf",
+    clusters: 2,
+    probes: 1,
+    iterations: 8,
+    seed: 0,
+    sha256: "",
+  });
+  // numpy's view of the file: the float16 rows are the normalised input rows, rounded, in some order.
+  const members = await readNpz(out, ["embeddings", "ivf_offsets"]);
+  assert.equal(members.embeddings.dtype, "<f2");
+  const normalised = values.map((v, i) => {
+    const r = Math.floor(i / dim);
+    const norm = Math.hypot(...values.subarray(r * dim, (r + 1) * dim));
+    return v / norm;
+  });
+  const rounded = new Float32Array(normalised.length);
+  for (let i = 0; i < rounded.length; i++) rounded[i] = Math.fround(normalised[i]);
+  const asHalf = (x: number) => {
+    // float16 rounding, independently of the code under test: 11 significant bits.
+    if (x === 0) return 0;
+    const e = Math.floor(Math.log2(Math.abs(x)));
+    const step = 2 ** (e - 10);
+    return Math.round(x / step) * step;
+  };
+  assert.deepEqual(rowSet(members.embeddings.data as Float32Array, dim), rowSet(rounded.map(asHalf), dim));
+  // Cluster order: each cluster holds one group (even rows around axis 0, odd rows around axis 2).
+  const offsets = members.ivf_offsets.data as Int32Array;
+  const half = members.embeddings.data as Float32Array;
+  for (let k = 0; k < 2; k++) {
+    const axes = new Set<number>();
+    for (let r = offsets[k]; r < offsets[k + 1]; r++) axes.add(Math.abs(half[r * dim]) > 0.5 ? 0 : 2);
+    assert.equal(axes.size, 1, `cluster ${k} mixes groups`);
+  }
+  // A run may ask for more probes than the artifact's default.
+  assert.equal((await readTargetSet(out, { probes: 2 })).index?.probes, 2);
+  assert.equal((await loadTarget(out, { probes: 2 })).index?.probes, 2);
+
+  // A flipped value in the index is refused.
+  const all = await readNpz(out, ["embeddings", "gram", "manifest", "ivf_centroids", "ivf_offsets"], {
+    halfBits: true,
+  });
+  const centroids = Float32Array.from(all.ivf_centroids.data as Float32Array);
+  centroids[0] += 0.5;
+  const edited = join(dir, "edited-index.target.npz");
+  await writeNpz(edited, { ...all, ivf_centroids: { ...all.ivf_centroids, data: centroids } });
+  await assert.rejects(
+    readTargetSet(edited),
+    (e) => isClipsieveError(e, "TARGET_SET_INVALID") && /index hash mismatch/.test(e.message),
+  );
+});
+
+test("a version 1 artifact (float32, no storage or index fields) still reads", async () => {
+  const path = join(dir, "v1.target.npz");
+  const rows = new Float32Array([0.6, 0.8, 0, 1]);
+  const gram = new Float32Array([0.36, 0.48, 0.48, 1.64]);
+  const manifest = new TextEncoder().encode(
+    JSON.stringify({
+      format: "clipsieve.target-set",
+      version: 1,
+      model: "m",
+      dim: 2,
+      rows: 2,
+      createdAt: "2025-01-01T00:00:00.000Z",
+      contentHash: hashAsDocumented("m", 2, 2, rows),
+      gramSha256: createHash("sha256").update(Buffer.from(gram.buffer)).digest("hex"),
+      sources: [],
+    }),
+  );
+  await writeNpz(path, {
+    embeddings: { dtype: "<f4", shape: [2, 2], data: rows },
+    gram: { dtype: "<f4", shape: [2, 2], data: gram },
+    manifest: { dtype: "|u1", shape: [manifest.length], data: manifest },
+  });
+  const t = await readTargetSet(path);
+  assert.deepEqual(Array.from(t.embeddings), Array.from(rows));
+  assert.equal(t.index, undefined);
 });

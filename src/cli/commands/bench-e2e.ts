@@ -7,7 +7,7 @@ import { E2E_DEFAULTS, formatE2eReport, runE2eBench } from "../../bench/e2e.ts";
 import { createLogger } from "../../common/logger.ts";
 import { KAFKA_ADAPTERS, type KafkaAdapterName } from "../../kafka/index.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
-import { integerOption } from "../flags.ts";
+import { integerListOption, integerOption } from "../flags.ts";
 
 export function registerBenchE2eCommand(program: Command): void {
   const d = E2E_DEFAULTS;
@@ -37,6 +37,11 @@ export function registerBenchE2eCommand(program: Command): void {
         ...KAFKA_ADAPTERS,
       ]),
     )
+    .option(
+      "--target-rows <list>",
+      "instead: the filter with the 2,048-row target, then with clustered targets of these sizes (e.g. 100000,1000000,2100000), first adapter only",
+      integerListOption("--target-rows", 1),
+    )
     .option("--json", "print one JSON object instead of text")
     .action(
       async (opts: {
@@ -47,6 +52,7 @@ export function registerBenchE2eCommand(program: Command): void {
         steadySeconds: number;
         repeats: number;
         kafkaClient?: KafkaAdapterName[];
+        targetRows?: number[];
         json?: boolean;
       }) => {
         quietKafkajsNotices();
@@ -63,6 +69,7 @@ export function registerBenchE2eCommand(program: Command): void {
           steadySeconds: opts.steadySeconds,
           repeats: opts.repeats,
           adapters: opts.kafkaClient,
+          ...(opts.targetRows ? { targetRows: opts.targetRows } : {}),
           logger,
           progress: (line) => process.stderr.write(`${line}\n`),
         });

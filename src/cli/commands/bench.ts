@@ -1,4 +1,9 @@
 import type { Command } from "commander";
+import {
+  formatTargetScaleReport,
+  runTargetScaleBench,
+  TARGET_SCALE_DEFAULTS,
+} from "../../bench/target-scale.ts";
 import { ClipsieveError } from "../../common/errors.ts";
 import { formatBenchReport, formatShardReport, runBench, runShardBench } from "../../score/bench.ts";
 import {
@@ -9,11 +14,13 @@ import {
 } from "../../score/bench-scores.ts";
 import { DEVICES } from "../../score/engine.ts";
 import type { Device } from "../../score/types.ts";
-import { parseInteger } from "../flags.ts";
+import { integerListOption, integerOption, parseInteger } from "../flags.ts";
 
 interface BenchCliOptions {
   json?: boolean;
   shard?: boolean;
+  targetRows?: number[];
+  pool: number;
   device: string;
   threads?: string;
   scores?: string;
@@ -34,6 +41,17 @@ export function registerBenchCommand(program: Command): void {
     .option(
       "--shard",
       "instead: score one DataComp-sized shard (110,000 rows, D=768, b=32768, K=10); minutes",
+    )
+    .option(
+      "--target-rows <list>",
+      `instead: NormSim_inf at these target sizes, exact and by default (e.g. ${TARGET_SCALE_DEFAULTS.rows.join(",")}); minutes per million rows`,
+      integerListOption("--target-rows", 1),
+    )
+    .option(
+      "--pool <n>",
+      "with --target-rows: simulated records the paper's recipe selects from",
+      integerOption("--pool", 16),
+      TARGET_SCALE_DEFAULTS.pool,
     )
     .option("--device <device>", `execution provider (${DEVICES.join(", ")})`, "cpu")
     .option("--threads <n>", "onnxruntime intra-op threads (default: all CPUs)")
@@ -62,7 +80,17 @@ export function registerBenchCommand(program: Command): void {
       const scores =
         opts.scores !== undefined || reference !== undefined ? new Map<string, Float32Array>() : undefined;
       const options = { device: opts.device as Device, threads, scores };
-      if (opts.shard) {
+      if (opts.targetRows) {
+        const report = await runTargetScaleBench({
+          ...TARGET_SCALE_DEFAULTS,
+          rows: opts.targetRows,
+          pool: opts.pool,
+          device: opts.device as Device,
+          ...(threads !== undefined ? { threads } : {}),
+          progress: (line) => console.error(line),
+        });
+        console.log(opts.json ? JSON.stringify(report) : formatTargetScaleReport(report));
+      } else if (opts.shard) {
         const report = await runShardBench(options);
         console.log(opts.json ? JSON.stringify(report) : formatShardReport(report));
       } else {

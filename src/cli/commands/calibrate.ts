@@ -22,7 +22,7 @@ import { configFromEnv, KAFKA_ACCESS_KEYS, resolveConfigSubset } from "../../pip
 import { policySpecOf, resolveScoring, SCORING_KEYS } from "../../pipeline/settings.ts";
 import { describePolicy, type PolicySpec } from "../../policy/index.ts";
 import { createScoringEngine } from "../../score/engine.ts";
-import { loadTarget } from "../../score/target-set.ts";
+import { loadTarget, targetLoadOptions } from "../../score/target-set.ts";
 import { WindowScorer } from "../../window/scorer.ts";
 import { addConfigFlags } from "../config-flags.ts";
 import { parseBrokers, parseInteger } from "../flags.ts";
@@ -121,7 +121,7 @@ async function makeInputScoring(
   access: KafkaAccess,
   logger: ReturnType<typeof createLogger>,
 ): Promise<InputScoring> {
-  const target = config.target ? await loadTarget(config.target) : undefined;
+  const target = config.target ? await loadTarget(config.target, targetLoadOptions(config)) : undefined;
   const scoring = resolveScoring(config, { target });
   const engine = await createScoringEngine({ device: config.device, logger, threads: config.threads });
   const decoder = await createDecoder(

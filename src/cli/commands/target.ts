@@ -1,11 +1,18 @@
 import type { Command } from "commander";
 import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
-import { readEmbeddingMatrix } from "../../io/index.ts";
 import { createScoringEngine } from "../../score/engine.ts";
-import { normaliseRows } from "../../score/normalise.ts";
-import { makeTargetSet, readTargetSet, writeTargetSet } from "../../score/target-set.ts";
-import type { Device } from "../../score/types.ts";
+import { buildTargetFromFiles } from "../../score/target-build.ts";
+import { INDEX_MIN_ROWS } from "../../score/target-index.ts";
+import {
+  describeTargetLayout,
+  readTargetSet,
+  targetMemoryBytes,
+  writeTargetSet,
+} from "../../score/target-set.ts";
+import type { Device, TargetStorage } from "../../score/types.ts";
+import { integerOption } from "../flags.ts";
+import { createProgress, type Progress } from "../progress.ts";
 import { parseDevice } from "./score.ts";
 
 interface BuildOptions {
@@ -14,34 +21,24 @@ interface BuildOptions {
   model: string;
   out: string;
   device: string;
+  storage?: string;
+  clusters?: number;
+  probes?: number;
+  iterations?: number;
+  seed?: number;
+  progress: string;
 }
 
-/** Reads every input, normalises its rows (errors name the file and row) and stacks them in order. */
-async function stackTargetRows(files: string[], key: string | undefined) {
-  const parts: Float32Array[] = [];
-  let dim = -1;
-  let rows = 0;
-  for (const file of files) {
-    const matrix = await readEmbeddingMatrix(file, key ? { key } : {});
-    if (dim === -1) dim = matrix.dim;
-    else if (matrix.dim !== dim) {
-      throw new ClipsieveError(
-        "EMBEDDING_DIMENSION_MISMATCH",
-        `${file} has ${matrix.dim}-dimensional rows, ${files[0]} has ${dim}: a target set has one dimension`,
-      );
-    }
-    normaliseRows(matrix.data, matrix.rows, matrix.dim, key ? `${file} (${key})` : file);
-    parts.push(matrix.data);
-    rows += matrix.rows;
-  }
-  if (rows === 0) throw new ClipsieveError("INPUT_FILE_INVALID", `no target rows in ${files.join(", ")}`);
-  const data = new Float32Array(rows * dim);
-  let offset = 0;
-  for (const part of parts) {
-    data.set(part, offset);
-    offset += part.length;
-  }
-  return { data, rows, dim };
+const PHASES = {
+  read: { label: "reading target rows", unit: "rows" },
+  train: { label: "training the index", unit: "k-means rounds" },
+  assign: { label: "clustering target rows", unit: "rows" },
+} as const;
+
+function parseStorage(text: string | undefined): TargetStorage | undefined {
+  if (text === undefined || text === "auto") return undefined;
+  if (text === "float32" || text === "float16") return text;
+  throw new ClipsieveError("CONFIG_INVALID", `--storage must be float32, float16 or auto, got ${text}`);
 }
 
 async function buildTarget(opts: BuildOptions): Promise<void> {
@@ -50,14 +47,40 @@ async function buildTarget(opts: BuildOptions): Promise<void> {
   }
   if (opts.model.trim() === "") throw new ClipsieveError("CONFIG_INVALID", "--model must name the teacher");
   const device: Device = parseDevice(opts.device);
-  const { data, rows, dim } = await stackTargetRows(opts.embeddings, opts.key);
+  const storage = parseStorage(opts.storage);
   const engine = await createScoringEngine({ device, logger: createLogger("target") });
+  // One progress line or bar per phase (reading the shards, k-means rounds, assigning every row).
+  let phase: keyof typeof PHASES | undefined;
+  let progress: Progress | undefined;
+  const onProgress = (next: keyof typeof PHASES, done: number, total: number) => {
+    if (next !== phase) {
+      progress?.stop();
+      phase = next;
+      progress = createProgress({ ...PHASES[next], total, mode: opts.progress });
+    }
+    progress?.update(done);
+  };
   try {
-    const target = await makeTargetSet(engine, opts.model, data, rows, dim);
-    const manifest = await writeTargetSet(opts.out, target, { sources: opts.embeddings });
+    const { target, index } = await buildTargetFromFiles(engine, opts.embeddings, {
+      model: opts.model,
+      ...(opts.key !== undefined ? { key: opts.key } : {}),
+      ...(storage !== undefined ? { storage } : {}),
+      ...(opts.clusters !== undefined ? { clusters: opts.clusters } : {}),
+      ...(opts.probes !== undefined ? { probes: opts.probes } : {}),
+      ...(opts.iterations !== undefined ? { iterations: opts.iterations } : {}),
+      ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+      onProgress,
+    });
+    progress?.stop();
+    const manifest = await writeTargetSet(opts.out, target, {
+      sources: opts.embeddings,
+      ...(index ? { index } : {}),
+    });
     console.log(`target set ${opts.out}: M=${manifest.rows} D=${manifest.dim} model=${manifest.model}`);
+    console.log(describeTargetLayout(manifest));
     console.log(`sha256 ${manifest.contentHash}`);
   } finally {
+    progress?.stop();
     await engine.close();
   }
 }
@@ -81,7 +104,25 @@ export function registerTargetCommand(program: Command): void {
       "teacher model that made the embeddings, e.g. openai/clip-vit-large-patch14",
     )
     .requiredOption("--out <file.npz>", "artifact to write")
-    .option("--device <device>", "execution provider for T^T T: cpu | cuda | webgpu", "cpu")
+    .option("--device <device>", "execution provider for T^T T and the index: cpu | cuda | webgpu", "cpu")
+    .option(
+      "--storage <type>",
+      `float32 | float16 | auto (float16 when indexed: half the memory, products still in float32)`,
+      "auto",
+    )
+    .option(
+      "--clusters <n>",
+      `NormSim_inf index clusters; 0: no index (every row, exact). Default: sqrt(M) from ${INDEX_MIN_ROWS} rows`,
+      integerOption("--clusters", 0),
+    )
+    .option(
+      "--probes <n>",
+      "clusters a record visits by default (run --target-probes overrides). Default: 1/16 of them, at least 8",
+      integerOption("--probes", 1),
+    )
+    .option("--iterations <n>", "k-means rounds", integerOption("--iterations", 1))
+    .option("--seed <n>", "k-means sample seed", integerOption("--seed", 0))
+    .option("--progress <mode>", "auto | bar | lines | none (on stderr)", "auto")
     .action(buildTarget);
 
   target
@@ -90,6 +131,8 @@ export function registerTargetCommand(program: Command): void {
     .argument("<file>", "target-set artifact (.npz)")
     .action(async (file: string) => {
       const loaded = await readTargetSet(file);
-      console.log(JSON.stringify(loaded.manifest, null, 2));
+      const manifest = loaded.manifest!;
+      console.log(JSON.stringify({ ...manifest, memoryBytes: targetMemoryBytes(manifest) }, null, 2));
+      console.error(describeTargetLayout(manifest));
     });
 }
