@@ -2,8 +2,9 @@
  * The filter without Kafka, for studies that need many runs and for trying window designs: the
  * window cut, scorer and decide step of the filter itself (src/window/), on records with the
  * coordinates they have on the study's input topic (one partition, offsets 0..N-1), so window ids,
- * seeds, draws and decisions are the filter's. The fidelity study runs the filter through Kafka
- * beside it and stops unless the two decide every record alike.
+ * seeds, draws and decisions are the filter's (NormSim_inf only for stage-1 passers, as the filter
+ * computes it unless `scoreAll`). The fidelity study runs the filter through Kafka beside it and stops
+ * unless the two decide every record alike.
  */
 
 import type { DecodedRecord } from "../common/record.ts";
@@ -17,6 +18,7 @@ import { simRecordFields } from "../simulate/producer.ts";
 import { WindowCut } from "../window/cut.ts";
 import { decideWindow } from "../window/decide.ts";
 import { WindowScorer } from "../window/scorer.ts";
+import { stageTwoSelector } from "../window/stage-two.ts";
 import type { DeliveredWindow } from "./filter-run.ts";
 
 export interface EmulateOptions {
@@ -37,6 +39,8 @@ export interface EmulateOptions {
    * window has windowSize records (how the filter cut windows before).
    */
   primeBank: boolean;
+  /** As the filter's `scoreAll`: NormSim_inf for every record, not only stage-1 passers (default false). */
+  scoreAll?: boolean;
 }
 
 export async function emulateFilter(
@@ -54,7 +58,8 @@ export async function emulateFilter(
   const windows: DeliveredWindow[] = [];
   const decide = async (records: DecodedRecord[] | undefined) => {
     if (!records) return;
-    const scored = await scorer.scoreAndRemember(records);
+    const selector = o.scoreAll ? undefined : stageTwoSelector(policy);
+    const scored = await scorer.scoreAndRemember(records, selector);
     windows.push({ id: scored.plan.id, outcomes: decideWindow(scored, policy), deliveredAt: 0 });
   };
   try {

@@ -17,6 +17,7 @@ const FLAG_SHAPES: Partial<Record<RunConfigKey, { value?: string; repeatable?: t
   keep: { value: "<score=fraction>" },
   threshold: { value: "<score>=value>", repeatable: true },
   fetchAllowPrivateAddresses: { switch: true },
+  scoreAll: { switch: true },
 };
 
 /** Defaults not worth printing (they depend on the machine). */

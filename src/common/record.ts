@@ -62,5 +62,7 @@ export interface RecordOutcome {
   /** The score whose rule decided a rejection, when there is one. */
   rule?: string;
   scores?: Record<string, number>;
+  /** Scores the record was not given on purpose (its policy did not need them), with the reason. */
+  notComputed?: Readonly<Record<string, string>>;
   thresholds?: Record<string, number>;
 }

@@ -8,6 +8,11 @@
  * src/window/, so the windows are run's: the same ids and members from the same topic), a scores
  * topic or its JSON Lines dump (already scored: grouped back into their windows), or score tables from
  * `clipsieve score` (.parquet, .arrow, .jsonl rows; fed in chunks of the window size).
+ *
+ * Input records are scored as `run` scores them: the stage-2 score (NormSim_inf) only for each window's
+ * stage-1 passers unless `scoreAll`. The policy's stage-2 sketch only ever reads those rows, so the
+ * saved state and the thresholds are the same either way; only the sample's "accepted at the final
+ * cut-offs" may have rows it cannot judge (`undeterminedFraction`).
  */
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
@@ -19,10 +24,11 @@ import { readTable } from "../io/table.ts";
 import type { KafkaClient } from "../kafka/index.ts";
 import { createPolicy, type Policy, type PolicySpec, type PolicyState } from "../policy/index.ts";
 import { SCORE_NAMES, type ScoreRow } from "../score/registry.ts";
-import type { ScoreRecord } from "../sink/outputs.ts";
+import type { RowSelector } from "../score/window-scores.ts";
 import { WindowCut } from "../window/cut.ts";
 import type { ScoredWindow, WindowScorer } from "../window/scorer.ts";
-import { parseScoreRecord } from "./score-records.ts";
+import { stageTwoSelector } from "../window/stage-two.ts";
+import { parseScoreRecord, type ReadScoreRecord } from "./score-records.ts";
 import { consumeRange } from "./topic-range.ts";
 
 export interface CalibrationResult {
@@ -38,6 +44,12 @@ export interface CalibrationResult {
   windows: number;
   /** Fraction of the scored sample at or above every final cut-off. */
   acceptedFraction: number;
+  /**
+   * Fraction of the scored sample at or above every final cut-off it has a score for, but without a
+   * score another needs: a stage-2 score not computed because the row was below its own window's
+   * stage-1 cut-off, which the final one has since passed. Not in `acceptedFraction`. 0 with scoreAll.
+   */
+  undeterminedFraction: number;
   /** Fraction accepted as decided window by window (warm-up included), as the filter would have. */
   decidedAcceptedFraction: number;
 }
@@ -63,6 +75,11 @@ export class Calibration {
     this.windows++;
   }
 
+  /** The selector for the next window's scores: the stage-2 score for its stage-1 passers only. */
+  rowSelector(): RowSelector | undefined {
+    return stageTwoSelector(this.policy);
+  }
+
   result(): CalibrationResult {
     const thresholds = this.policy.thresholds();
     const rules = Object.entries(thresholds).map(([key, min]) => ({
@@ -70,8 +87,12 @@ export class Calibration {
       min,
     }));
     let passing = 0;
+    let undetermined = 0;
     for (const row of this.sample) {
-      if (rules.every((r) => (row[r.score] as number) >= r.min)) passing++;
+      const values = rules.map((r) => row[r.score]);
+      if (!rules.every((r, i) => values[i] === undefined || values[i] >= r.min)) continue;
+      if (values.every((v) => v !== undefined)) passing++;
+      else undetermined++;
     }
     const n = this.sample.length;
     return {
@@ -82,13 +103,14 @@ export class Calibration {
       skipped: this.skipped,
       windows: this.windows,
       acceptedFraction: n > 0 ? passing / n : 0,
+      undeterminedFraction: n > 0 ? undetermined / n : 0,
       decidedAcceptedFraction: n > 0 ? this.decidedAccepted / n : 0,
     };
   }
 }
 
 /** A score record's scores as a policy row, or undefined when it was dead-lettered. */
-function rowOf(r: ScoreRecord): ScoreRow | undefined {
+function rowOf(r: ReadScoreRecord): ScoreRow | undefined {
   if (r.decision === "dead_letter") return undefined;
   return r.scores as unknown as ScoreRow;
 }
@@ -103,7 +125,7 @@ class WindowGrouper {
     this.calibration = calibration;
   }
 
-  add(r: ScoreRecord): void {
+  add(r: ReadScoreRecord): void {
     this.calibration.read++;
     if (r.window_id !== this.current) this.flush();
     this.current = r.window_id;
@@ -205,6 +227,8 @@ export async function calibrateFromFiles(
 export interface InputScoring {
   decode(raws: RawRecord[]): Promise<DecodedRecord[]>;
   scorer: WindowScorer;
+  /** Compute every score for every record (`scoreAll`), not the stage-2 score for stage-1 passers only. */
+  scoreAll?: boolean;
   close(): Promise<void>;
 }
 
@@ -232,7 +256,8 @@ export async function calibrateFromTopic(opts: {
   let cut: WindowCut<DecodedRecord> | undefined;
   const scoreWindow = async (records: DecodedRecord[] | undefined) => {
     if (!records || !scoring) return;
-    const scored = await scoring.scorer.scoreAndRemember(records);
+    const selector = scoring.scoreAll ? undefined : calibration.rowSelector();
+    const scored = await scoring.scorer.scoreAndRemember(records, selector);
     calibration.skipped += records.length - scored.rows.length;
     calibration.addWindow(scored.rows);
     opts.onWindow?.(scored);

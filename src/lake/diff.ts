@@ -3,10 +3,14 @@
  * Records are matched by their source (topic, partition, offset). A record's decision changed when it
  * went between accepted, rejected and dead-lettered; a reason change with the same decision (say from
  * below_threshold to below_keep_quantile) is counted apart. Score shifts are after - before on the
- * matched records; threshold shifts likewise, per threshold key.
+ * matched records that have the score on both sides; threshold shifts likewise, per threshold key.
+ * A score one side has and the other lacks (not computed there: NormSim_inf below the stage-1 cut-off
+ * of a filter that computed it for its stage-1 passers only, or no target set) is no shift: it is
+ * counted per side instead, so a diff of a lazily scored run against an eagerly scored one shows how
+ * many values one side skipped rather than mixing them into the shifts.
  */
 import type { SourceRef } from "../common/record.ts";
-import type { ScoreRecord } from "../sink/outputs.ts";
+import type { ReadScoreRecord } from "./score-records.ts";
 
 const QUANTILES = [0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1] as const;
 
@@ -59,6 +63,9 @@ export interface Distribution {
 export interface ScoreShift extends Distribution {
   /** Matched records whose score differs at all. */
   changed: number;
+  /** Matched records with the score before but not after (not computed after), and the reverse. */
+  only_before: number;
+  only_after: number;
 }
 
 export interface ThresholdSide {
@@ -109,7 +116,7 @@ export class DiffSide {
     this.label = label;
   }
 
-  add(r: ScoreRecord): void {
+  add(r: ReadScoreRecord): void {
     this.read++;
     const key = sourceKey(r.source);
     if (this.records.has(key)) this.duplicates++;
@@ -219,6 +226,10 @@ export function diffSides(before: DiffSide, after: DiffSide): ScoreDiff {
   const changed: ChangedRecord[] = [];
   const scoreDeltas = new Map<string, number[]>();
   const scoreChanged = new Map<string, number>();
+  const onlyBefore = new Map<string, number>();
+  const onlyAfter = new Map<string, number>();
+  const bump = (counts: Map<string, number>, score: string) =>
+    counts.set(score, (counts.get(score) ?? 0) + 1);
   const thresholdDeltas = new Map<string, number[]>();
 
   for (const [key, b] of before.records) {
@@ -241,8 +252,10 @@ export function diffSides(before: DiffSide, after: DiffSide): ScoreDiff {
     } else if (a.reason !== b.reason) {
       reasonChanged++;
     }
+    for (const score of Object.keys(a.scores)) if (!(score in b.scores)) bump(onlyAfter, score);
     for (const [score, bv] of Object.entries(b.scores)) {
       const av = a.scores[score];
+      if (av === undefined) bump(onlyBefore, score);
       if (av === undefined || !Number.isFinite(av) || !Number.isFinite(bv)) continue;
       let list = scoreDeltas.get(score);
       if (!list) scoreDeltas.set(score, (list = []));
@@ -260,8 +273,15 @@ export function diffSides(before: DiffSide, after: DiffSide): ScoreDiff {
   changed.sort((x, y) => compareSources(x.source, y.source));
 
   const scores: Record<string, ScoreShift> = {};
-  for (const score of [...scoreDeltas.keys()].sort()) {
-    scores[score] = { ...distribution(scoreDeltas.get(score)!), changed: scoreChanged.get(score) ?? 0 };
+  for (const score of [
+    ...new Set([...scoreDeltas.keys(), ...onlyBefore.keys(), ...onlyAfter.keys()]),
+  ].sort()) {
+    scores[score] = {
+      ...distribution(scoreDeltas.get(score) ?? []),
+      changed: scoreChanged.get(score) ?? 0,
+      only_before: onlyBefore.get(score) ?? 0,
+      only_after: onlyAfter.get(score) ?? 0,
+    };
   }
   const thresholds: Record<string, ThresholdChange> = {};
   for (const k of [...new Set([...before.thresholdKeys(), ...after.thresholdKeys()])].sort()) {
@@ -332,15 +352,17 @@ export function formatDiff(d: ScoreDiff, listChanged = 10): string {
   const scoreNames = Object.keys(d.scores);
   if (scoreNames.length > 0) {
     out.push(
-      "score shifts (after - before, matched records):",
+      "score shifts (after - before, matched records with the score on both sides; only before/after: not computed on the other side):",
       ...table(
-        ["score", "n", "changed", "mean", "p1", "p50", "p99", "min", "max"],
+        ["score", "n", "changed", "only before", "only after", "mean", "p1", "p50", "p99", "min", "max"],
         scoreNames.map((s) => {
           const x = d.scores[s]!;
           return [
             s,
             String(x.n),
             String(x.changed),
+            String(x.only_before),
+            String(x.only_after),
             fmt(x.mean),
             fmt(x.quantiles["0.01"]),
             fmt(x.quantiles["0.5"]),
@@ -349,7 +371,7 @@ export function formatDiff(d: ScoreDiff, listChanged = 10): string {
             fmt(x.quantiles["1"]),
           ];
         }),
-        "lrrrrrrrr",
+        "lrrrrrrrrrr",
       ),
       "",
     );

@@ -85,16 +85,20 @@ export function toExportRecord(r: DecodedRecord, embeddings: boolean): ExportRec
   } catch {
     scores = undefined;
   }
+  // A null is a score the record was not given (`clipsieve-not-computed` says why): a null cell.
   if (
     typeof scores !== "object" ||
     scores === null ||
-    Object.values(scores).some((v) => typeof v !== "number")
+    Object.values(scores).some((v) => typeof v !== "number" && v !== null)
   ) {
     throw new ClipsieveError(
       "LAKE_RECORD_INVALID",
-      `${where(r)}: ${HEADER.scores} is not a JSON object of numbers`,
+      `${where(r)}: ${HEADER.scores} is not a JSON object of numbers (or nulls)`,
     );
   }
+  const numbers = Object.fromEntries(
+    Object.entries(scores as Record<string, number | null>).filter(([, v]) => v !== null),
+  ) as Record<string, number>;
   return {
     partition: r.source.partition,
     offset: BigInt(r.source.offset),
@@ -102,7 +106,7 @@ export function toExportRecord(r: DecodedRecord, embeddings: boolean): ExportRec
     uid: r.uid ?? "",
     text: r.text ?? null,
     url: r.url ?? null,
-    scores: scores as Record<string, number>,
+    scores: numbers,
     policyVersion: header(r, HEADER.policyVersion) ?? null,
     windowId: header(r, HEADER.windowId) ?? null,
     source: header(r, HEADER.source) ?? null,

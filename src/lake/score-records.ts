@@ -30,6 +30,12 @@ export function describeSource(source: ScoreSource): string {
 /** The thresholds of a score record: JSON writes Infinity (a top fraction keeping nobody yet) as null. */
 export type RecordedThresholds = Record<string, number>;
 
+/**
+ * A score record as read: a score that was not computed (null on the wire, named in `not_computed`) is
+ * left out of `scores`, so every value there is a number.
+ */
+export type ReadScoreRecord = Omit<ScoreRecord, "scores"> & { scores: Record<string, number> };
+
 function invalid(where: string, why: string): ClipsieveError {
   return new ClipsieveError("LAKE_RECORD_INVALID", `${where}: not a clipsieve score record (${why})`);
 }
@@ -38,7 +44,7 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Parses and checks one score record; `where` names it in errors (file and line, or topic coordinates). */
-export function parseScoreRecord(text: string, where: string): ScoreRecord {
+export function parseScoreRecord(text: string, where: string): ReadScoreRecord {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -62,8 +68,21 @@ export function parseScoreRecord(text: string, where: string): ScoreRecord {
   }
   if (typeof value.reason !== "string") throw invalid(where, "no reason");
   if (!isObject(value.scores)) throw invalid(where, "no scores object");
+  let notComputed: Record<string, string> | undefined;
+  if (value.not_computed !== undefined) {
+    if (
+      !isObject(value.not_computed) ||
+      !Object.values(value.not_computed).every((v) => typeof v === "string")
+    )
+      throw invalid(where, "not_computed is not an object of reasons");
+    notComputed = value.not_computed as Record<string, string>;
+  }
+  const scores: Record<string, number> = {};
   for (const [k, v] of Object.entries(value.scores)) {
+    // null only for a score the record was not given on purpose, with the reason beside it.
+    if (v === null && notComputed?.[k] !== undefined) continue;
     if (typeof v !== "number") throw invalid(where, `score ${k} is ${JSON.stringify(v)}`);
+    scores[k] = v;
   }
   const thresholds: RecordedThresholds = {};
   if (value.thresholds !== undefined) {
@@ -77,7 +96,8 @@ export function parseScoreRecord(text: string, where: string): ScoreRecord {
   return {
     source: { topic: source.topic, partition: source.partition, offset: source.offset },
     uid: typeof value.uid === "string" ? value.uid : null,
-    scores: value.scores as Record<string, number>,
+    scores,
+    ...(notComputed ? { not_computed: notComputed } : {}),
     thresholds,
     decision,
     reason: value.reason,
@@ -146,7 +166,7 @@ export async function forEachSourceValue(
 export async function forEachScoreRecord(
   source: ScoreSource,
   ctx: ReadSourceContext,
-  onRecord: (record: ScoreRecord) => void | Promise<void>,
+  onRecord: (record: ReadScoreRecord) => void | Promise<void>,
 ): Promise<number> {
   return forEachSourceValue(source, ctx, (text, where) => onRecord(parseScoreRecord(text, where)));
 }

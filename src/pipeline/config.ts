@@ -114,6 +114,12 @@ export const runConfigSchema = z
       .enum(WARMUP_MODES)
       .optional()
       .describe(`What the quantile rules do during warm-up (default ${DEFAULT_WARMUP_MODE}; docs/policy.md)`),
+    scoreAll: z
+      .union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")])
+      .default(false)
+      .describe(
+        "Compute every score for every record; by default NormSim_inf as the --then score is computed only for the records that pass --keep",
+      ),
     policyFile: z.string().optional().describe("Start the policy from this state file (from `calibrate`)"),
     delivery: z
       .enum(["exactly-once", "at-least-once"])

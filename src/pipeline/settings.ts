@@ -25,6 +25,7 @@ export const SCORING_KEYS = [
   "tau",
   "seed",
   ...POLICY_KEYS,
+  "scoreAll",
 ] as const satisfies readonly RunConfigKey[];
 
 /** Linger time matters only to a live stream (`run`, `replay`): a bounded read never waits for more. */
@@ -38,6 +39,11 @@ export interface ScoringSettings {
   /** The teacher every record must name: --model, else the target set's, else the embed teacher's. */
   model: string | undefined;
   policy: PolicySpec;
+  /**
+   * Every score for every record. Off: the policy's stage-2 score, when costly (NormSim_inf), only for
+   * each window's stage-1 passers (src/window/stage-two.ts); the decisions are the same.
+   */
+  scoreAll: boolean;
   cut: CutSettings;
   scorer: ScorerSettings;
 }
@@ -79,6 +85,7 @@ export function resolveScoring(config: ScoringConfig, named: NamedArtifacts = {}
     dim,
     model,
     policy,
+    scoreAll: config.scoreAll,
     cut: { windowSize: config.windowSize, bankSize: config.bankSize },
     scorer: {
       dim,

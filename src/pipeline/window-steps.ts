@@ -3,8 +3,10 @@
  * overlap across windows (window n + 1 is embedded and scored while window n's transaction commits):
  *
  *   embed    records without embeddings get them (only with --model-dir)
- *   score    drop records of an older generation, score (../window/scorer.ts), decide
- *            (../window/decide.ts), build the outputs and the policy state, remember the bank rows
+ *   score    drop records of an older generation, score (../window/scorer.ts; the costly stage-2
+ *            score for the policy's stage-1 passers only, ../window/stage-two.ts, unless scoreAll),
+ *            decide (../window/decide.ts), build the outputs and the policy state, remember the bank
+ *            rows
  *   deliver  one transaction (delivery-retry.ts), unless a rebalance made the window stale
  *
  * A window a rebalance makes stale is never delivered: its records are re-read by their partition's
@@ -21,6 +23,7 @@ import type { KafkaSource } from "../source/kafka-source.ts";
 import type { FormedWindow } from "../window/cut.ts";
 import { decideWindow } from "../window/decide.ts";
 import type { ScoredWindow, WindowScorer } from "../window/scorer.ts";
+import { stageTwoSelector } from "../window/stage-two.ts";
 import type { Backpressure } from "./backpressure.ts";
 import type { RangeTracker } from "./bounds.ts";
 import { deliverWithRetry } from "./delivery-retry.ts";
@@ -92,7 +95,9 @@ export function createWindowSteps(ctx: WindowStepsContext) {
       logger.info({ dropped }, "dropped records fetched before a rebalance; they will be re-read");
     }
     if (live.length === 0) return decided;
-    const scored = await telemetry.time("score", () => ctx.scorer.score(live, recorded));
+    // The selector reads the policy as it stands now; this window is decided by it before any other.
+    const selector = ctx.settings.scoreAll ? undefined : stageTwoSelector(policy.current);
+    const scored = await telemetry.time("score", () => ctx.scorer.score(live, { recorded, selector }));
     const before = policy.current.snapshot();
     const outcomes = await telemetry.time("policy", () => decideWindow(scored, policy.current));
     if (!guard.isCurrent(generation)) {

@@ -21,6 +21,11 @@
  * replay of the same windows gives the same decisions. A record thereby counts towards the cut-off it is
  * judged by, which on a stream of thousands of records per window moves the cut-off by a negligible rank.
  *
+ * Stage 2 reads its score only for the stage-1 passers, so a caller may compute it for those rows alone
+ * (NormSim_inf costs O(M·D) per record): `stageTwoRows` names them before the window is decided, by the
+ * same stage-1 step `decide` then runs on the same sketch state. A row below the stage-1 cut-off may
+ * lack the stage-2 score unless a fixed threshold (or stage 1 itself) reads it.
+ *
  * Warm-up: the records whose ordinal (records seen before, restored ones included, + position in the
  * window) is at most `warmup.records` are in warm-up. Mode "provisional" (default) decides them like any
  * other and only flags them; "accept"/"reject" replace the quantile rules by warmup_accept/warmup_reject.
@@ -88,8 +93,21 @@ export interface Policy {
   readonly spec: PolicySpec;
   /** Records decided so far, restored ones included. */
   readonly recordsSeen: number;
-  /** One decision per row, in order. Throws POLICY_SCORE_INVALID (and changes nothing) on a bad score. */
+  /**
+   * One decision per row, in order. Throws POLICY_SCORE_INVALID (and changes nothing) on a bad score.
+   * The stage-2 score may be missing (or NaN) on a row below the stage-1 cut-off, which never reads it,
+   * unless a fixed threshold or stage 1 itself is on that score: see `stageTwoRows`.
+   */
   decide(window: readonly ScoreRow[]): PolicyDecision[];
+  /**
+   * Which rows of this window need the stage-2 (`--then`) score, asked before the window is decided
+   * and given the window's other scores: 1 for each row whose stage-1 score is at or above the stage-1
+   * cut-off that `decide(window)` will compute (this window added to the sketch first), 0 for the
+   * others. null when every row needs every score: no stage 2, stage 2 on the stage-1 score, a fixed
+   * threshold on the stage-2 score, or a stage-1 score that is not a finite number (decide refuses the
+   * window). Pure: the policy's state does not change.
+   */
+  stageTwoRows(window: readonly ScoreRow[]): Uint8Array | null;
   /** The cut-offs in force now (those the last window was decided by). */
   thresholds(): Record<string, number>;
   snapshot(): PolicyState;
@@ -101,10 +119,14 @@ export function createPolicy(specInput: PolicySpec, options: PolicyOptions = {})
   const sketches = sketchVersion(spec);
   const { keep, thenKeep: then, thresholds: fixed, warmup } = spec;
   const thenRatio = keep && then ? then.fraction / keep.fraction : 1;
+  // The stage-2 score is read only for the rows that pass stage 1 (they feed the stage-2 sketch and
+  // are judged by it), unless another rule reads it for every row.
+  const thenForEveryRow =
+    then !== undefined && (then.score === keep?.score || fixed.some((t) => t.score === then.score));
   const needed = [
     ...new Set<ScoreName>([
       ...(keep ? [keep.score] : []),
-      ...(then ? [then.score] : []),
+      ...(then && thenForEveryRow ? [then.score] : []),
       ...fixed.map((t) => t.score),
     ]),
   ];
@@ -144,15 +166,19 @@ export function createPolicy(specInput: PolicySpec, options: PolicyOptions = {})
     return out;
   }
 
+  const isFiniteScore = (value: unknown): value is number =>
+    typeof value === "number" && Number.isFinite(value);
+  const shown = (value: unknown) => (value === undefined ? "missing" : String(value));
+
   function checkScores(window: readonly ScoreRow[]): void {
     for (let i = 0; i < window.length; i++) {
       const row = window[i]!;
       for (const score of needed) {
         const value = row[score];
-        if (typeof value !== "number" || !Number.isFinite(value)) {
+        if (!isFiniteScore(value)) {
           throw new ClipsieveError(
             "POLICY_SCORE_INVALID",
-            `window row ${i}: score ${score} is ${value === undefined ? "missing" : String(value)}; ` +
+            `window row ${i}: score ${score} is ${shown(value)}; ` +
               `the policy (${describePolicy(spec)}) needs a finite ${score} for every record`,
           );
         }
@@ -160,14 +186,46 @@ export function createPolicy(specInput: PolicySpec, options: PolicyOptions = {})
     }
   }
 
+  /**
+   * Stage 1 for a window: a copy of the keep sketch with the window's keep scores added, and its
+   * cut-off. `decide` keeps the copy as the new sketch once the window checks out (so a refused window
+   * changes nothing); `stageTwoRows` throws it away. One function for both, so the two agree.
+   */
+  function stageOne(window: readonly ScoreRow[]): { sketch: KllSketch; cut: number } | null {
+    if (!keep || !keepSketch) return null;
+    const sketch = keepSketch.clone();
+    for (const row of window) sketch.add(row[keep.score]!);
+    return { sketch, cut: sketch.topFractionCutoff(keep.fraction) };
+  }
+
+  function stageTwoRows(window: readonly ScoreRow[]): Uint8Array | null {
+    if (!keep || !then || thenForEveryRow) return null;
+    if (!window.every((row) => isFiniteScore(row[keep.score]))) return null;
+    const { cut } = stageOne(window)!;
+    return Uint8Array.from(window, (row) => (row[keep.score]! >= cut ? 1 : 0));
+  }
+
   function decide(window: readonly ScoreRow[]): PolicyDecision[] {
     if (window.length === 0) return [];
     checkScores(window);
-    if (keep && keepSketch) {
-      for (const row of window) keepSketch.add(row[keep.score]!);
+    const stage1 = stageOne(window);
+    const keepCut = stage1 ? stage1.cut : Number.NEGATIVE_INFINITY;
+    if (keep && then && !thenForEveryRow) {
+      window.forEach((row, i) => {
+        const value = row[then.score];
+        if (row[keep.score]! >= keepCut && !isFiniteScore(value)) {
+          throw new ClipsieveError(
+            "POLICY_SCORE_INVALID",
+            `window row ${i}: score ${then.score} is ${shown(value)}, but the record passed stage 1 ` +
+              `(${keep.score} ${row[keep.score]} >= cut-off ${keepCut}); the policy (${describePolicy(spec)}) ` +
+              `needs a finite ${then.score} for every stage-1 passer (scores written by a filter with ` +
+              `another policy hold ${then.score} only for that policy's stage-1 passers)`,
+          );
+        }
+      });
     }
-    const keepCut =
-      keep && keepSketch ? keepSketch.topFractionCutoff(keep.fraction) : Number.NEGATIVE_INFINITY;
+    // Every check passed: from here on the window changes the state.
+    if (stage1) keepSketch = stage1.sketch;
     if (keep && then && thenSketch) {
       for (const row of window) {
         if (row[keep.score]! >= keepCut) thenSketch.add(row[then.score]!);
@@ -211,6 +269,7 @@ export function createPolicy(specInput: PolicySpec, options: PolicyOptions = {})
       return records;
     },
     decide,
+    stageTwoRows,
     thresholds: () => cutoffs(),
     snapshot: (): PolicyState => ({
       format: STATE_FORMAT,

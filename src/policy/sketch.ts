@@ -190,6 +190,21 @@ export class KllSketch {
     return lo === 0 ? 0 : cumulative[lo - 1]!;
   }
 
+  /**
+   * An independent copy that goes on exactly as this sketch would: the same items, count, extremes
+   * and generator state, so the same values added to both compact alike and give the same cut-offs.
+   * The policy adds a window to a copy to learn the cut-off before it commits (policy.ts).
+   */
+  clone(): KllSketch {
+    const copy = new KllSketch({ k: this.k, seed: this.#rng });
+    copy.#levels = this.#levels.map((level) => level.slice());
+    copy.#count = this.#count;
+    copy.#min = this.#min;
+    copy.#max = this.#max;
+    copy.#retained = this.#retained;
+    return copy;
+  }
+
   toJSON(): KllState {
     const empty = this.#count === 0;
     return {

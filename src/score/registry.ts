@@ -4,6 +4,9 @@
  * are derived from here, and `scorePoolRows` (./window-scores.ts) computes a window's scores by
  * running the families below. A new score is one entry in `SCORES` and, if no family produces it
  * yet, one family in `SCORE_FAMILIES` (the types refuse a family that leaves one of its scores out).
+ * A family marked `deferrable` is costly per row and computes each row on its own: a window computes
+ * it only for the rows its policy needs when the policy says which (NormSim_inf, for the stage-1
+ * passers; docs/policy.md, "Scores computed only where needed").
  *
  * Only types are imported: the policy and the data lake read the names without loading the engine.
  */
@@ -38,13 +41,13 @@ export const SCORES = [
     name: "normsim_2",
     description: "NormSim_2: the L2 norm of the image embedding's similarities to the target set",
     needsTarget: true,
-    family: "normsim",
+    family: "normsim_2",
   },
   {
     name: "normsim_inf",
     description: "NormSim_inf: the image embedding's highest similarity to a target-set embedding",
     needsTarget: true,
-    family: "normsim",
+    family: "normsim_inf",
   },
 ] as const satisfies readonly ScoreSpec[];
 
@@ -81,6 +84,11 @@ export interface ScoreInputs {
   draws: Draw[];
   tau: number;
   target: TargetSet | undefined;
+  /**
+   * Only for a `deferrable` family: compute these scored rows only (pool row indices, ascending); the
+   * family's columns then hold one value per listed row, in this order. Absent: every scored row.
+   */
+  rows?: Int32Array;
 }
 
 /** One value per scored row of the pool (row i = pool row i), for each of the family's scores. */
@@ -89,6 +97,11 @@ export type ScoreColumns<N extends string> = Record<N, ArrayLike<number>>;
 interface ScoreFamily<F extends ScoreFamilyId> {
   /** One line, for docs. */
   readonly description: string;
+  /**
+   * Costly per row, and each row's value depends on that row alone: worth computing for the rows a
+   * policy needs only, and `compute` honours `rows`.
+   */
+  readonly deferrable?: true;
   compute(
     inputs: FamilyNeedsTarget<F> extends true ? ScoreInputs & { target: TargetSet } : ScoreInputs,
   ): Promise<ScoreColumns<FamilyScore<F>>>;
@@ -102,22 +115,55 @@ export const SCORE_FAMILIES = {
       return { clip_score: s.clipScore, s_clip_loss: s.sClipLoss };
     },
   },
-  normsim: {
-    description: "NormSim of the pool's scored image rows against the target set",
+  normsim_2: {
+    description: "NormSim_2 of the pool's scored image rows, from the target set's T^T T: O(D^2) per row",
     async compute({ engine, pool, target }) {
       const n = pool.scoredRows;
-      const ns = await engine.normSim(pool.image.subarray(0, n * pool.dim), n, target);
-      return { normsim_2: ns.normsim2, normsim_inf: ns.normsimInf };
+      const ns = await engine.normSim(pool.image.subarray(0, n * pool.dim), n, target, {
+        two: true,
+        inf: false,
+      });
+      return { normsim_2: ns.normsim2 };
+    },
+  },
+  normsim_inf: {
+    description: "NormSim_inf of the pool's scored image rows against every target row: O(M·D) per row",
+    deferrable: true,
+    async compute({ engine, pool, target, rows }) {
+      const { dim, scoredRows } = pool;
+      const which = { two: false, inf: true };
+      if (!rows) {
+        const ns = await engine.normSim(pool.image.subarray(0, scoredRows * dim), scoredRows, target, which);
+        return { normsim_inf: ns.normsimInf };
+      }
+      // onnxruntime multiplies a lone row on a matrix-vector path whose last bits differ from the
+      // many-row product the row gets when the whole window is scored; the row twice keeps a lone
+      // pick on the many-row path, so its value is the one scoring every row gives.
+      const lone = rows.length === 1 && scoredRows > 1;
+      const picked = lone ? Int32Array.of(rows[0]!, rows[0]!) : rows;
+      const ns = await engine.normSim(gatherRows(pool.image, dim, picked), picked.length, target, which);
+      return { normsim_inf: lone ? ns.normsimInf.subarray(0, 1) : ns.normsimInf };
     },
   },
 } as const satisfies { readonly [F in ScoreFamilyId]: ScoreFamily<F> };
+
+/** The listed rows of a row-major matrix, copied into one contiguous matrix (the engine takes blocks). */
+function gatherRows(matrix: Float32Array, dim: number, rows: Int32Array): Float32Array {
+  const out = new Float32Array(rows.length * dim);
+  rows.forEach((row, j) => {
+    out.set(matrix.subarray(row * dim, (row + 1) * dim), j * dim);
+  });
+  return out;
+}
 
 /** A family as `scorePoolRows` runs it: its scores in registry order, and whether it needs a target. */
 export interface ScoreFamilyRun {
   readonly id: ScoreFamilyId;
   readonly scores: readonly ScoreName[];
   readonly needsTarget: boolean;
-  /** Call only with a target when `needsTarget`. */
+  /** Computes the rows asked for only (`ScoreInputs.rows`). */
+  readonly deferrable: boolean;
+  /** Call only with a target when `needsTarget`, and with `rows` only when `deferrable`. */
   compute(inputs: ScoreInputs): Promise<Partial<ScoreColumns<ScoreName>>>;
 }
 
@@ -129,6 +175,7 @@ export const SCORE_FAMILY_RUNS: readonly ScoreFamilyRun[] = [...new Set(SCORES.m
       id,
       scores: scores.map((s) => s.name),
       needsTarget: scores.some((s) => s.needsTarget),
+      deferrable: (SCORE_FAMILIES[id] as { readonly deferrable?: true }).deferrable === true,
       // The `needsTarget` guard at the call site stands in for the narrower input type.
       compute: SCORE_FAMILIES[id].compute as ScoreFamilyRun["compute"],
     };
@@ -143,4 +190,9 @@ export function scoreNeedsTarget(name: ScoreName): boolean {
 /** Whether any of these names (a policy's rule scores; undefined where a rule is absent) needs a target set. */
 export function scoresNeedingTarget(names: readonly (string | undefined)[]): boolean {
   return names.some((name) => SCORES.some((s) => s.name === name && s.needsTarget));
+}
+
+/** Whether a score's family can compute it for some rows only (`deferrable`). */
+export function scoreIsDeferrable(name: ScoreName): boolean {
+  return SCORE_FAMILY_RUNS.some((f) => f.deferrable && f.scores.includes(name));
 }

@@ -2,8 +2,14 @@
  * What a decided window becomes on Kafka (pure: no I/O). Accepted and rejected records keep their key
  * and value bytes unchanged and gain `clipsieve-*` headers; bad records go to the dead-letter topic with
  * the error; every input record also gets one compact JSON record on the scores topic.
+ *
+ * A score the record was not given on purpose (NormSim_inf below the stage-1 cut-off) is written as
+ * null, never left out or written as 0, and named with its reason in `not_computed` (the header
+ * `clipsieve-not-computed`): a reader can tell "not needed" from "no target set" (the key is absent)
+ * and from a value.
  */
 import type { DecodedRecord, RecordDecision, RecordOutcome, SourceRef } from "../common/record.ts";
+import { SCORE_NAMES } from "../score/registry.ts";
 import type { OutputTopics } from "./topics.ts";
 
 export type { OutputTopics };
@@ -32,13 +38,17 @@ export const HEADER = {
   errorCode: "clipsieve-error-code",
   errorStage: "clipsieve-error-stage",
   errorMessage: "clipsieve-error-message",
+  notComputed: "clipsieve-not-computed",
 } as const;
 
 /** The record of the scores topic (JSON). */
 export interface ScoreRecord {
   source: SourceRef;
   uid: string | null;
-  scores: Record<string, number>;
+  /** null: not computed, and `not_computed` says why. */
+  scores: Record<string, number | null>;
+  /** Scores not computed for this record, with the reason (`below_keep_quantile`); absent when none. */
+  not_computed?: Record<string, string>;
   thresholds: Record<string, number>;
   decision: RecordDecision;
   reason: string;
@@ -47,6 +57,18 @@ export interface ScoreRecord {
   seed: number;
   policy_version: string;
   error?: { code: string; stage: string; message: string };
+}
+
+/** The record's scores with a null for each score it was not given, in registry order. */
+function scoresWithGaps(o: RecordOutcome): Record<string, number | null> {
+  const scores: Record<string, number | null> = { ...o.scores };
+  if (!o.notComputed) return scores;
+  for (const name of Object.keys(o.notComputed)) scores[name] = null;
+  const rank = (name: string) => {
+    const at = (SCORE_NAMES as readonly string[]).indexOf(name);
+    return at < 0 ? SCORE_NAMES.length : at;
+  };
+  return Object.fromEntries(Object.entries(scores).sort(([a], [b]) => rank(a) - rank(b)));
 }
 
 function sourceHeader(s: SourceRef): string {
@@ -75,12 +97,13 @@ export function buildWindowOutputs(
   ]);
   for (const o of outcomes) {
     const r = o.record;
-    const scores = o.scores ?? {};
+    const scores = scoresWithGaps(o);
     const thresholds = o.thresholds ?? {};
     const scoreRecord: ScoreRecord = {
       source: r.source,
       uid: r.uid ?? null,
       scores,
+      ...(o.notComputed ? { not_computed: { ...o.notComputed } } : {}),
       thresholds,
       decision: o.decision,
       reason: o.reason,
@@ -120,6 +143,7 @@ export function buildWindowOutputs(
         [HEADER.source]: sourceHeader(r.source),
       };
       if (o.rule) headers[HEADER.rule] = o.rule;
+      if (o.notComputed) headers[HEADER.notComputed] = JSON.stringify(o.notComputed);
       byTopic
         .get(o.decision === "accepted" ? topics.accepted : topics.rejected)
         ?.push({ key: r.key, value: r.value, headers });

@@ -1,7 +1,8 @@
 /**
  * The window scorer: the one place a window becomes scores. Its good records, then the negative bank,
  * form the pool (`planWindow`); the K draws come from the window's seed; the engine computes every
- * score of the registry the target set allows (`scorePoolRows`); and the window's scored rows join the
+ * score of the registry the target set allows (`scorePoolRows`), a costly one only for the rows a
+ * selector picks when the caller gives one (./stage-two.ts); and the window's scored rows join the
  * bank once the caller keeps the window (`remember`). `run`, `replay`, `calibrate`, the fidelity
  * emulator and the lake's rescoring all score through it, so a window is scored the same way wherever
  * it is scored.
@@ -15,7 +16,7 @@ import type { DecodedRecord } from "../common/record.ts";
 import type { ScoringEngine } from "../score/engine.ts";
 import type { ScoreRow } from "../score/registry.ts";
 import type { TargetSet } from "../score/types.ts";
-import { scorePoolRows } from "../score/window-scores.ts";
+import { type NotComputed, type RowSelector, scorePoolRows } from "../score/window-scores.ts";
 import { NegativeBank } from "./bank.ts";
 import { planWindow, type RecordedWindow, type WindowPlan } from "./window.ts";
 
@@ -38,6 +39,15 @@ export interface ScoredWindow {
   plan: WindowPlan;
   /** One row per scored record (`plan.scoredIndex` order); bad records are not scored. */
   rows: ScoreRow[];
+  /** Per row: the scores a selector left out and why (absent, or undefined for a row: none). */
+  notComputed?: readonly (NotComputed | undefined)[];
+}
+
+export interface ScoreOptions {
+  /** Re-form this recorded window (its id, seed and bank rows). */
+  recorded?: RecordedWindow;
+  /** Compute the selector's score only for the rows it picks. */
+  selector?: RowSelector;
 }
 
 export class WindowScorer {
@@ -58,8 +68,8 @@ export class WindowScorer {
     return this.bank?.size ?? 0;
   }
 
-  /** Plan and score a window; `recorded` re-forms a recorded window (its id, seed and bank rows). */
-  async score(records: DecodedRecord[], recorded?: RecordedWindow): Promise<ScoredWindow> {
+  /** Plan and score a window. */
+  async score(records: DecodedRecord[], { recorded, selector }: ScoreOptions = {}): Promise<ScoredWindow> {
     const { dim, seed, draws, batchSize, tau, target } = this.settings;
     const plan = planWindow(
       records,
@@ -67,8 +77,15 @@ export class WindowScorer {
       { dim, baseSeed: seed, draws, batchSize, tau, plannedAt: this.clock.now() },
       recorded,
     );
-    const rows = await scorePoolRows(this.engine, plan.pool, plan.draws, tau, target);
-    return { plan, rows };
+    const { rows, notComputed } = await scorePoolRows(
+      this.engine,
+      plan.pool,
+      plan.draws,
+      tau,
+      target,
+      selector,
+    );
+    return { plan, rows, notComputed };
   }
 
   /** The window is kept: its scored rows become negatives for the windows that follow. */
@@ -84,8 +101,8 @@ export class WindowScorer {
   }
 
   /** Score a window and keep it: for callers that never drop a window. */
-  async scoreAndRemember(records: DecodedRecord[]): Promise<ScoredWindow> {
-    const scored = await this.score(records);
+  async scoreAndRemember(records: DecodedRecord[], selector?: RowSelector): Promise<ScoredWindow> {
+    const scored = await this.score(records, { selector });
     this.remember(scored);
     return scored;
   }

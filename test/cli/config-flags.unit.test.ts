@@ -123,6 +123,12 @@ describe("addConfigFlags", () => {
     c.parse(["--fetch-allow-private-addresses"], { from: "user" });
     assert.deepEqual(c.opts(), { fetchAllowPrivateAddresses: true });
   });
+
+  it("--score-all is a switch", () => {
+    const c = command();
+    c.parse(["--score-all"], { from: "user" });
+    assert.deepEqual(c.opts(), { scoreAll: true });
+  });
 });
 
 describe("run and replay flag sets", () => {

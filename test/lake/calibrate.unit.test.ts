@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { isClipsieveError } from "../../src/common/errors.ts";
 import { Calibration, calibrateFromFiles } from "../../src/lake/calibrate.ts";
 import { createPolicy, parsePolicyFlags, parsePolicySpec } from "../../src/policy/index.ts";
 import { gaussian, mulberry32 } from "../helpers/records.ts";
@@ -106,4 +107,93 @@ test("a scores dump is decided window by window; dead letters and --limit are ho
   assert.deepEqual([l.read, l.scored, l.windows], [4, 3, 2]);
   // 0.1, 0.2, 0.3: floor(1.5) = 1 highest -> 0.3
   assert.equal(l.thresholds["keep:s_clip_loss"], 0.3);
+});
+
+test("calibrating on lazily scored windows gives the eager calibration's state; what it cannot judge is counted apart", () => {
+  const spec = parsePolicySpec({
+    keep: { score: "s_clip_loss", fraction: 0.3 },
+    thenKeep: { score: "normsim_inf", fraction: 0.2 },
+    warmup: { records: 0 },
+  });
+  const rows = stream(30_000);
+  const eager = new Calibration(spec);
+  const lazy = new Calibration(spec);
+  for (let at = 0; at < rows.length; at += 1000) {
+    const window = rows.slice(at, at + 1000);
+    eager.addWindow(window);
+    // As the window scorer hands them over: NormSim_inf only where the selector asks for it.
+    const mask = lazy.rowSelector()!.select(window)!;
+    lazy.addWindow(
+      window.map((r, i) => (mask[i] ? r : { clip_score: r.clip_score, s_clip_loss: r.s_clip_loss })),
+    );
+  }
+  const e = eager.result();
+  const l = lazy.result();
+  assert.deepEqual(l.state, e.state);
+  assert.deepEqual(l.thresholds, e.thresholds);
+  assert.equal(l.decidedAcceptedFraction, e.decidedAcceptedFraction);
+  assert.equal(e.undeterminedFraction, 0);
+  // Undetermined: rows at or above the final keep cut-off that their own window's cut-off had failed.
+  const keep = l.thresholds["keep:s_clip_loss"]!;
+  const then = l.thresholds["then:normsim_inf"]!;
+  let judged = 0;
+  let unknown = 0;
+  let windowCut = Number.POSITIVE_INFINITY;
+  const replay = createPolicy(spec);
+  rows.forEach((r, i) => {
+    if (i % 1000 === 0) {
+      replay.decide(rows.slice(i, i + 1000));
+      windowCut = replay.thresholds()["keep:s_clip_loss"]!;
+    }
+    if (r.s_clip_loss < keep) return;
+    if (r.s_clip_loss >= windowCut) judged += Number(r.normsim_inf >= then);
+    else unknown++;
+  });
+  assert.ok(unknown > 0, "the final cut-off moved below some windows' cut-offs");
+  assert.equal(l.undeterminedFraction, unknown / rows.length);
+  assert.equal(l.acceptedFraction, judged / rows.length);
+  assert.ok(
+    l.acceptedFraction <= e.acceptedFraction &&
+      e.acceptedFraction <= l.acceptedFraction + l.undeterminedFraction,
+  );
+});
+
+test("a dump of a lazily scored run (NormSim_inf null, with its reason) calibrates the same policy", async () => {
+  const path = join(dir, "lazy-dump.jsonl");
+  const line = (offset: number, s: number, normsimInf: number | null) =>
+    JSON.stringify({
+      source: { topic: "in", partition: 0, offset: String(offset) },
+      uid: null,
+      scores: { clip_score: 0.3, s_clip_loss: s, normsim_inf: normsimInf },
+      ...(normsimInf === null ? { not_computed: { normsim_inf: "below_keep_quantile" } } : {}),
+      thresholds: {},
+      decision: "rejected",
+      reason: "below_keep_quantile",
+      rule: null,
+      window_id: "w-a",
+      seed: 1,
+      policy_version: "p",
+    });
+  // Ten scores 0.1..1.0: top 30% are 0.8, 0.9, 1.0, the only rows with NormSim_inf.
+  writeFileSync(
+    path,
+    `${Array.from({ length: 10 }, (_, i) => line(i, (i + 1) / 10, i >= 7 ? 0.5 + i / 100 : null)).join("\n")}\n`,
+  );
+  const spec = parsePolicySpec({
+    keep: { score: "s_clip_loss", fraction: 0.3 },
+    thenKeep: { score: "normsim_inf", fraction: 0.1 },
+    warmup: { records: 0 },
+  });
+  const calibration = new Calibration(spec);
+  await calibrateFromFiles([path], calibration, { windowSize: 100 });
+  const r = calibration.result();
+  assert.equal(r.thresholds["keep:s_clip_loss"], 0.8);
+  // floor(1/3 * 3) = 1 of the three passers: the highest NormSim_inf, 0.59.
+  assert.equal(r.thresholds["then:normsim_inf"], 0.59);
+  // Another stage 1 would need NormSim_inf the dump does not have: refused, with the reason.
+  const other = new Calibration(parsePolicySpec({ ...spec, keep: { score: "s_clip_loss", fraction: 0.5 } }));
+  await assert.rejects(
+    calibrateFromFiles([path], other, { windowSize: 100 }),
+    (err) => isClipsieveError(err, "POLICY_SCORE_INVALID") && /another policy/.test(err.message),
+  );
 });

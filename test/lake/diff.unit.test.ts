@@ -3,16 +3,15 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { isClipsieveError } from "../../src/common/errors.ts";
 import { DiffSide, diffSides, formatDiff } from "../../src/lake/diff.ts";
-import { parseScoreRecord, parseScoreSource } from "../../src/lake/score-records.ts";
-import type { ScoreRecord } from "../../src/sink/outputs.ts";
+import { parseScoreRecord, parseScoreSource, type ReadScoreRecord } from "../../src/lake/score-records.ts";
 
 function rec(
   offset: number,
-  decision: ScoreRecord["decision"],
+  decision: ReadScoreRecord["decision"],
   reason: string,
   s: number | undefined,
   keep: number | undefined,
-): ScoreRecord {
+): ReadScoreRecord {
   return {
     source: { topic: "in", partition: 0, offset: String(offset) },
     uid: `u${offset}`,
@@ -117,4 +116,62 @@ test("score records are checked, and sources are told apart by name", () => {
   assert.deepEqual(parseScoreSource("run-a.jsonl"), { kind: "file", path: "run-a.jsonl" });
   assert.deepEqual(parseScoreSource("kafka:x.jsonl"), { kind: "topic", topic: "x.jsonl" });
   assert.deepEqual(parseScoreSource("file:scores"), { kind: "file", path: "scores" });
+});
+
+test("a score one side did not compute is no shift: it is counted per side", () => {
+  // The same three records: an eager run (NormSim_inf for all) and a lazy run (for the passer only).
+  const line = (offset: number, s: number, normsimInf: number | null) =>
+    JSON.stringify({
+      ...rec(
+        offset,
+        offset === 0 ? "accepted" : "rejected",
+        offset === 0 ? "passed" : "below_keep_quantile",
+        s,
+        0.3,
+      ),
+      scores: { clip_score: 0.25, s_clip_loss: s, normsim_inf: normsimInf },
+      ...(normsimInf === null ? { not_computed: { normsim_inf: "below_keep_quantile" } } : {}),
+    });
+  const eager = new DiffSide("eager");
+  const lazy = new DiffSide("lazy");
+  for (const [offset, s] of [
+    [0, 0.5],
+    [1, 0.125],
+    [2, 0.25],
+  ] as const) {
+    eager.add(parseScoreRecord(line(offset, s, 0.625 + offset), "eager"));
+    lazy.add(parseScoreRecord(line(offset, s, offset === 0 ? 0.625 : null), "lazy"));
+  }
+  const d = diffSides(eager, lazy);
+  assert.equal(d.decision_changed, 0);
+  assert.deepEqual(
+    [d.scores.normsim_inf!.n, d.scores.normsim_inf!.changed, d.scores.normsim_inf!.only_before],
+    [1, 0, 2],
+  );
+  assert.equal(d.scores.normsim_inf!.only_after, 0);
+  assert.equal(d.scores.s_clip_loss!.only_before, 0);
+  assert.equal(diffSides(lazy, eager).scores.normsim_inf!.only_after, 2);
+  assert.match(formatDiff(d), /normsim_inf\s+1\s+0\s+2\s+0\s/);
+});
+
+test("a null score is read only with its reason in not_computed", () => {
+  const base = { ...rec(3, "rejected", "below_keep_quantile", 0.1, 0.3) };
+  const read = parseScoreRecord(
+    JSON.stringify({
+      ...base,
+      scores: { ...base.scores, normsim_inf: null },
+      not_computed: { normsim_inf: "below_keep_quantile" },
+    }),
+    "x",
+  );
+  assert.deepEqual(read.scores, { clip_score: 0.25, s_clip_loss: 0.1 });
+  assert.deepEqual(read.not_computed, { normsim_inf: "below_keep_quantile" });
+  assert.throws(
+    () => parseScoreRecord(JSON.stringify({ ...base, scores: { ...base.scores, normsim_inf: null } }), "y"),
+    (err) => isClipsieveError(err, "LAKE_RECORD_INVALID") && /score normsim_inf is null/.test(err.message),
+  );
+  assert.throws(
+    () => parseScoreRecord(JSON.stringify({ ...base, not_computed: { normsim_inf: 3 } }), "z"),
+    (err) => isClipsieveError(err, "LAKE_RECORD_INVALID") && /not_computed/.test(err.message),
+  );
 });

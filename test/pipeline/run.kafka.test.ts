@@ -221,7 +221,7 @@ test("every record is accepted, rejected or dead-lettered exactly once, and wind
     const streamed = records.find((r) => r.source.partition === m.partition && r.source.offset === m.offset);
     assert.ok(streamed, `no score record for ${m.partition}/${m.offset}`);
     assert.equal(streamed.window_id, withBank.window_id);
-    assert.ok(Math.abs(streamed.scores.s_clip_loss - offline[row].s_clip_loss) <= 1e-6, `row ${row}`);
-    assert.ok(Math.abs(streamed.scores.clip_score - offline[row].clip_score) <= 1e-6, `row ${row}`);
+    assert.ok(Math.abs(streamed.scores.s_clip_loss! - offline[row].s_clip_loss) <= 1e-6, `row ${row}`);
+    assert.ok(Math.abs(streamed.scores.clip_score! - offline[row].clip_score) <= 1e-6, `row ${row}`);
   });
 });

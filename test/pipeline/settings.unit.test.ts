@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ClipsieveError } from "../../src/common/errors.ts";
-import { resolveRunConfig } from "../../src/pipeline/config.ts";
+import { configFromEnv, resolveRunConfig } from "../../src/pipeline/config.ts";
 import { resolveSettings } from "../../src/pipeline/settings.ts";
 import type { TargetSet } from "../../src/score/types.ts";
 
@@ -162,4 +162,20 @@ test("the window cut and the scorer get the configured sizes", () => {
     seed: 9,
     target: undefined,
   });
+});
+
+test("scoreAll: off by default (NormSim_inf for stage-1 passers only); on from the flag, the variable or the file", () => {
+  assert.equal(resolveSettings(config()).scoreAll, false);
+  assert.equal(resolveSettings(config({ scoreAll: true })).scoreAll, true);
+  const fromEnv = resolveRunConfig({ env: configFromEnv({ CLIPSIEVE_SCORE_ALL: "true" }), flags: required });
+  assert.equal(resolveSettings(fromEnv).scoreAll, true);
+  const fromFile = resolveRunConfig({
+    file: { path: "c.json", values: { scoreAll: false } },
+    flags: required,
+  });
+  assert.equal(resolveSettings(fromFile).scoreAll, false);
+  assert.throws(
+    () => resolveRunConfig({ env: { scoreAll: "yes" }, flags: required }),
+    (err) => err instanceof ClipsieveError && /CLIPSIEVE_SCORE_ALL/.test(err.message),
+  );
 });

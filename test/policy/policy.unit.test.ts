@@ -254,6 +254,8 @@ describe("bad input", () => {
     policy.decide(syntheticStream(20, 3));
     const before = policy.snapshot();
     const window = syntheticStream(5, 4);
+    // Row 3 passes stage 1 by far, so stage 2 reads its normsim_inf.
+    window[3]!.s_clip_loss = 1;
     delete window[3]!.normsim_inf;
     assert.throws(
       () => policy.decide(window),

@@ -174,6 +174,41 @@ describe("KllSketch serialisation", () => {
     assert.deepEqual(fromBytes.toBytes(), original.toBytes());
   });
 
+  it("a clone carries on exactly as the original, through thousands of compactions", () => {
+    const gauss = seededGauss(17);
+    const original = new KllSketch({ k: 16, seed: 3 });
+    const clones: KllSketch[] = [];
+    // Clones taken at many points (empty, before and after compactions) must all stay in step.
+    for (let step = 0; step < 200; step++) {
+      if (step % 20 === 0) clones.push(original.clone());
+      const values = Array.from({ length: 37 }, () => gauss());
+      for (const v of values) {
+        original.add(v);
+        for (const c of clones) c.add(v);
+      }
+      for (const c of clones) {
+        assert.equal(c.topFractionCutoff(0.3), original.topFractionCutoff(0.3), `step ${step}`);
+        assert.equal(c.count, original.count);
+      }
+    }
+    assert.ok(original.retained < original.count / 20, "compactions happened");
+    for (const c of clones) assert.deepEqual(c.toJSON(), original.toJSON());
+  });
+
+  it("a clone is independent: adding to it leaves the original as it was", () => {
+    const gauss = seededGauss(18);
+    const original = sketchOf(
+      Float64Array.from({ length: 5000 }, () => gauss()),
+      64,
+      4,
+    );
+    const before = original.toJSON();
+    const copy = original.clone();
+    for (let i = 0; i < 5000; i++) copy.add(gauss() + 3);
+    assert.deepEqual(original.toJSON(), before);
+    assert.notDeepEqual(copy.toJSON(), before);
+  });
+
   it("an empty sketch round-trips", () => {
     const restored = KllSketch.fromJSON(JSON.parse(JSON.stringify(new KllSketch({ k: 64 }))));
     assert.equal(restored.count, 0);

@@ -176,6 +176,39 @@ describe("buildWindowOutputs", () => {
     );
   });
 
+  it("a score not computed is null in the scores record and the header, with the reason beside it", () => {
+    const lazy: RecordOutcome = {
+      record: rec("4", { uid: "uid-l" }),
+      decision: "rejected",
+      reason: "below_keep_quantile",
+      rule: "s_clip_loss",
+      scores: { clip_score: 0.2, s_clip_loss: -0.1, normsim_2: 3.5 },
+      notComputed: { normsim_inf: "below_keep_quantile" },
+      thresholds: { "keep:s_clip_loss": 0.02, "then:normsim_inf": 0.6 },
+    };
+    const out = buildWindowOutputs([lazy], TOPICS, CTX);
+    const [rejected] = out.get("rej") ?? [];
+    // Registry order, null where not computed: never left out, never 0.
+    assert.equal(
+      rejected.headers["clipsieve-scores"],
+      '{"clip_score":0.2,"s_clip_loss":-0.1,"normsim_2":3.5,"normsim_inf":null}',
+    );
+    assert.equal(rejected.headers["clipsieve-not-computed"], '{"normsim_inf":"below_keep_quantile"}');
+    const [record] = out.get("sc") ?? [];
+    const written = JSON.parse(String(record.value));
+    assert.deepEqual(written.scores, {
+      clip_score: 0.2,
+      s_clip_loss: -0.1,
+      normsim_2: 3.5,
+      normsim_inf: null,
+    });
+    assert.deepEqual(written.not_computed, { normsim_inf: "below_keep_quantile" });
+    // Records that have every score carry no such field or header.
+    const full = buildWindowOutputs(outcomes(), TOPICS, CTX);
+    assert.ok((full.get("sc") ?? []).every((m) => !("not_computed" in JSON.parse(String(m.value)))));
+    assert.ok(!("clipsieve-not-computed" in (full.get("acc") ?? [])[0]!.headers));
+  });
+
   it("puts the manifest, keyed by the window id, on the windows topic only when there is one", () => {
     const manifest = { window_id: CTX.windowId, members: [["in", 2, "7", 2]] };
     const withManifest = buildWindowOutputs(outcomes(), TOPICS, CTX, manifest);

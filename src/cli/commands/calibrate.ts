@@ -137,6 +137,7 @@ async function makeInputScoring(
   return {
     decode: (raws) => decoder.decodeBatch(raws),
     scorer: new WindowScorer(engine, scoring.scorer),
+    scoreAll: scoring.scoreAll,
     async close() {
       await decoder.close();
       await engine.close();
@@ -169,6 +170,12 @@ function printResult(
     `calibrated on ${r.read} records of ${described}: ${r.scored} scored, ${r.skipped} without scores, ${r.windows} windows`,
     ...Object.entries(r.thresholds).map(([k, v]) => `  ${k} >= ${v}`),
     `accepted at these cut-offs: ${pct(r.acceptedFraction)} of the sample (decided window by window: ${pct(r.decidedAcceptedFraction)})`,
+    ...(r.undeterminedFraction > 0
+      ? [
+          `  and ${pct(r.undeterminedFraction)} reach every cut-off they have scores for but lack one another needs ` +
+            "(not computed: below their window's stage-1 cut-off; --score-all computes every score)",
+        ]
+      : []),
     `policy ${r.state.policyVersion} -> ${out}`,
     `start a stream from it with: clipsieve run ... ${describePolicy(spec)} --policy-file ${out}`,
   ];
