@@ -77,7 +77,7 @@ export async function buildTargetFromFiles(
   }
   const rows = shapes.reduce((sum, s) => sum + s.rows, 0);
   if (rows === 0) throw new ClipsieveError("INPUT_FILE_INVALID", `no target rows in ${files.join(", ")}`);
-  const { storage, clusters, probes } = targetLayout(rows, options);
+  const { storage, clusters } = targetLayout(rows, options);
 
   const embeddings = storage === "float16" ? new Uint16Array(rows * dim) : new Float32Array(rows * dim);
   const gram = new Float32Array(dim * dim);
@@ -96,7 +96,7 @@ export async function buildTargetFromFiles(
     options.onProgress?.("read", filled, rows);
   }
 
-  return finishTarget(engine, options.model, embeddings, rows, dim, gram, { clusters, probes }, options);
+  return finishTarget(engine, options.model, embeddings, rows, dim, gram, { clusters }, options);
 }
 
 /**
@@ -111,11 +111,11 @@ export async function buildTargetFromRows(
   dim: number,
   options: Omit<TargetBuildOptions, "key">,
 ): Promise<BuiltTarget> {
-  const { storage, clusters, probes } = targetLayout(rows, options);
+  const { storage, clusters } = targetLayout(rows, options);
   const gram = await engine.gram(data, rows, dim);
   const embeddings = storage === "float16" ? float32ToFloat16Bits(data) : data;
   options.onProgress?.("read", rows, rows);
-  return finishTarget(engine, options.model, embeddings, rows, dim, gram, { clusters, probes }, options);
+  return finishTarget(engine, options.model, embeddings, rows, dim, gram, { clusters }, options);
 }
 
 /** Indexes the stored rows (in place) when asked, and hashes them. */
@@ -126,8 +126,8 @@ async function finishTarget(
   rows: number,
   dim: number,
   gram: Float32Array,
-  { clusters, probes }: { clusters: number; probes: number },
-  options: Pick<TargetBuildOptions, "iterations" | "seed" | "onProgress">,
+  { clusters }: { clusters: number },
+  options: Pick<TargetBuildOptions, "probes" | "iterations" | "seed" | "onProgress">,
 ): Promise<BuiltTarget> {
   const target: TargetSet = { model, dim, rows, embeddings, gram, contentHash: "" };
   let index: BuiltTarget["index"];
@@ -141,7 +141,14 @@ async function finishTarget(
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
     reorderRows(embeddings, dim, built.order);
-    target.index = { clusters, centroids: built.centroids, offsets: built.offsets, probes };
+    // Splitting large clusters adds clusters: the default probes are a share of the final count.
+    const final = built.offsets.length - 1;
+    target.index = {
+      clusters: final,
+      centroids: built.centroids,
+      offsets: built.offsets,
+      probes: options.probes ?? defaultProbes(final),
+    };
     index = { iterations, seed };
   }
   target.contentHash = targetContentHash(model, dim, rows, embeddings);

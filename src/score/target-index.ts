@@ -108,17 +108,6 @@ function kthLargest(values: Float32Array, k: number): number {
   return values[target];
 }
 
-/** Rows from..from+count-1 of a float32 or float16 store, as float32 (a view when already float32). */
-export function rowsAsFloat32(
-  store: Float32Array | Uint16Array,
-  dim: number,
-  from: number,
-  count: number,
-): Float32Array {
-  const slice = store.subarray(from * dim, (from + count) * dim);
-  return slice instanceof Uint16Array ? float16BitsToFloat32(slice) : slice;
-}
-
 export interface IndexBuildOptions {
   clusters: number;
   /** k-means rounds over the sample. Default DEFAULT_INDEX_ITERATIONS. */
@@ -209,7 +198,7 @@ export async function buildTargetIndex(
  * large, diffuse clusters whose centres lie near the features' common direction, so they rank among
  * the nearest for almost every record; unsplit, visiting 6 % of the clusters read a third of the rows.
  */
-async function splitLargeClusters(
+export async function splitLargeClusters(
   engine: Pick<ScoringEngine, "nearest">,
   store: Float32Array | Uint16Array,
   dim: number,

@@ -7,11 +7,14 @@ import { after, before, describe, it } from "node:test";
 import { isClipsieveError } from "../../src/common/errors.ts";
 import { float16BitsToFloat32, float32ToFloat16Bits } from "../../src/io/float16.ts";
 import { createScoringEngine, type ScoringEngine } from "../../src/score/engine.ts";
+import { createRandom } from "../../src/score/random.ts";
+import { buildTargetFromRows } from "../../src/score/target-build.ts";
 import {
   buildTargetIndex,
   checkTargetIndex,
   probedClusters,
   reorderRows,
+  splitLargeClusters,
 } from "../../src/score/target-index.ts";
 import type { TargetSet } from "../../src/score/types.ts";
 import { mulberry32 } from "../helpers/records.ts";
@@ -208,6 +211,78 @@ describe("index and engine", () => {
     golden.expected.normsim_inf!.forEach((want, i) => {
       assert.ok(Math.abs(got[i] - want) < 1e-6, `row ${i}: ${got[i]} vs ${want}`);
     });
+  });
+
+  it("splitLargeClusters splits a cluster of more than twice the mean size into new clusters", async () => {
+    // Cluster 0: 300 loose rows; cluster 1: 20 tight rows; clusters 2 and 3 empty. Mean 80 rows.
+    const loose = groupedRows(1, 300, dim, 9, 0.8);
+    const tight = groupedRows(1, 20, dim, 10, 0.02);
+    const rows = new Float32Array(320 * dim);
+    rows.set(loose);
+    rows.set(tight, 300 * dim);
+    const cluster = Int32Array.from({ length: 320 }, (_, i) => (i < 300 ? 0 : 1));
+    const centroids = new Float32Array(4 * dim);
+    centroids.set(loose.subarray(0, dim), 0);
+    centroids.set(tight.subarray(0, dim), dim);
+    const split = await splitLargeClusters(engine, rows, dim, cluster, centroids, 4, createRandom(0, 0));
+    assert.equal(split.clusters, 4 + 3, "cluster 0 becomes ceil(300 / 80) = 4 clusters");
+    assert.equal(split.centroids.length, 7 * dim);
+    const sizes = new Int32Array(7);
+    for (const k of cluster) sizes[k]++;
+    assert.equal(sizes[1], 20, "the small cluster is left alone");
+    assert.equal(sizes[2] + sizes[3], 0);
+    for (const k of [0, 4, 5, 6])
+      assert.ok(sizes[k] > 0 && sizes[k] <= 160, `part ${k} has ${sizes[k]} rows`);
+    // Each loose row now sits in the part whose new centre is nearest to it.
+    for (let i = 0; i < 300; i++) {
+      let best = -1;
+      let bestDot = Number.NEGATIVE_INFINITY;
+      for (const k of [0, 4, 5, 6]) {
+        const d = dot64(rows, i, split.centroids, k, dim);
+        if (d > bestDot) [best, bestDot] = [k, d];
+      }
+      assert.ok(
+        dot64(rows, i, split.centroids, cluster[i], dim) >= bestDot - 0.2,
+        `row ${i} in part ${cluster[i]}, nearest ${best}`,
+      );
+    }
+  });
+
+  it("a build's index fits its rows; every cluster visited is exact, fewer probes a lower bound", async () => {
+    // 4 tight groups of 10 rows and one loose group of 200: the loose one is split.
+    const tight = groupedRows(4, 10, dim, 6, 0.02);
+    const loose = groupedRows(1, 200, dim, 7, 0.8);
+    const rows = new Float32Array((40 + 200) * dim);
+    rows.set(tight);
+    rows.set(loose, 40 * dim);
+    const reference = rows.slice();
+    const { target } = await buildTargetFromRows(engine, rows, 240, dim, {
+      model: "t",
+      clusters: 5,
+      storage: "float32",
+      probes: 2,
+    });
+    const index = target.index!;
+    assert.equal(index.probes, 2);
+    checkTargetIndex(index, 240, dim);
+    const mean = Math.ceil(240 / 5);
+    for (let k = 0; k < index.clusters; k++) {
+      assert.ok(index.offsets[k + 1] - index.offsets[k] <= 2 * mean, `cluster ${k} still too large`);
+    }
+    const n = 12;
+    const queries = groupedRows(3, 4, dim, 8, 0.5);
+    const exact = exactMax(queries, n, reference, 240, dim);
+    const all = (
+      await engine.normSim(
+        queries,
+        n,
+        { ...target, index: { ...index, probes: index.clusters } },
+        { inf: true },
+      )
+    ).normsimInf;
+    for (let i = 0; i < n; i++) assert.ok(Math.abs(all[i] - exact[i]) < 1e-6, `row ${i}`);
+    const some = (await engine.normSim(queries, n, target, { inf: true })).normsimInf;
+    for (let i = 0; i < n; i++) assert.ok(some[i] <= exact[i] + 1e-6, `row ${i}`);
   });
 
   it("refuses an index that does not fit its target", () => {
