@@ -16,7 +16,7 @@
  * flipped byte anywhere in the numbers is reported rather than silently scored with. Version 1 artifacts
  * (float32, no index) read as before and keep their hashes.
  */
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { basename } from "node:path";
 import { ClipsieveError, isClipsieveError } from "../common/errors.ts";
 import type { NdArray } from "../io/index.ts";
@@ -77,6 +77,15 @@ function bytesOf(data: ArrayBufferView): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
+/** Most bytes one Hash.update takes: Node refuses 2 GiB or more at once (a 2.1-million-row target is 3.2 GB). */
+const HASH_CHUNK = 2 ** 30;
+
+function hashBytes(hash: Hash, data: ArrayBufferView): Hash {
+  const bytes = bytesOf(data);
+  for (let at = 0; at < bytes.length; at += HASH_CHUNK) hash.update(bytes.subarray(at, at + HASH_CHUNK));
+  return hash;
+}
+
 /** How rows held as `embeddings` are stored. */
 export function storageOf(embeddings: Float32Array | Uint16Array): TargetStorage {
   return embeddings instanceof Uint16Array ? "float16" : "float32";
@@ -89,15 +98,16 @@ export function targetContentHash(
   embeddings: Float32Array | Uint16Array,
 ): string {
   const storage = storageOf(embeddings) === "float16" ? "float16\0" : "";
-  return createHash("sha256")
-    .update(`clipsieve-target-set\0${model}\0${dim}\0${rows}\0${storage}`, "utf8")
-    .update(bytesOf(embeddings))
-    .digest("hex");
+  const hash = createHash("sha256").update(
+    `clipsieve-target-set\0${model}\0${dim}\0${rows}\0${storage}`,
+    "utf8",
+  );
+  return hashBytes(hash, embeddings).digest("hex");
 }
 
 function sha256(...parts: ArrayBufferView[]): string {
   const hash = createHash("sha256");
-  for (const part of parts) hash.update(bytesOf(part));
+  for (const part of parts) hashBytes(hash, part);
   return hash.digest("hex");
 }
 
