@@ -32,7 +32,18 @@ export interface TargetScaleOptions {
   seed: number;
   device?: Device;
   threads?: number;
+  /** Also measure an indexed target with each of these probe counts (the default's trade-off). */
+  probes?: readonly number[];
   progress(line: string): void;
+}
+
+/** The indexed search at one probe count, against the exact one. */
+export interface ProbeFigures {
+  probes: number;
+  recordsPerSecond: number;
+  jaccard: number;
+  changedDecisions: number;
+  maxError: number;
 }
 
 export interface TargetScaleRow {
@@ -54,6 +65,8 @@ export interface TargetScaleRow {
   /** Largest |exact - default| NormSim_inf over the passers. */
   maxError: number;
   targetMiB: number;
+  /** `probes` other than the default's, on the same index (empty for an exact layout). */
+  sweep: ProbeFigures[];
 }
 
 export interface TargetScaleReport {
@@ -135,18 +148,37 @@ export async function runTargetScaleBench(o: TargetScaleOptions): Promise<Target
       const indexSeconds = (performance.now() - started) / 1000;
       const target = built.target;
       await engine.normSim(queries, Math.min(64, passers.length), target, { inf: true });
-      started = performance.now();
-      const fast = (await engine.normSim(queries, passers.length, target, { inf: true })).normsimInf;
-      const fastSeconds = (performance.now() - started) / 1000;
-
-      let maxError = 0;
-      for (let j = 0; j < passers.length; j++) maxError = Math.max(maxError, Math.abs(exact[j] - fast[j]));
       const exactKept = stageTwo(exact);
-      const fastKept = stageTwo(fast);
       const exactSet = new Set(exactKept);
-      const fastSet = new Set(fastKept);
-      let changed = 0;
-      for (const row of passers) if (exactSet.has(row) !== fastSet.has(row)) changed++;
+      const measure = async (t: TargetSet, probes: number): Promise<ProbeFigures> => {
+        const begun = performance.now();
+        const values = (await engine.normSim(queries, passers.length, t, { inf: true })).normsimInf;
+        const seconds = (performance.now() - begun) / 1000;
+        let maxError = 0;
+        for (let j = 0; j < passers.length; j++)
+          maxError = Math.max(maxError, Math.abs(exact[j] - values[j]));
+        const kept = stageTwo(values);
+        const keptSet = new Set(kept);
+        let changedDecisions = 0;
+        for (const row of passers) if (exactSet.has(row) !== keptSet.has(row)) changedDecisions++;
+        return {
+          probes,
+          recordsPerSecond: passers.length / seconds,
+          jaccard: jaccard(exactKept, kept),
+          changedDecisions,
+          maxError,
+        };
+      };
+      const main = await measure(target, target.index?.probes ?? 0);
+      const sweep: ProbeFigures[] = [];
+      if (target.index) {
+        for (const probes of o.probes ?? []) {
+          if (probes === target.index.probes) continue;
+          const figures = await measure({ ...target, index: { ...target.index, probes } }, probes);
+          o.progress(`M = ${m}: ${formatProbes(figures)}`);
+          sweep.push(figures);
+        }
+      }
       const storage = target.embeddings instanceof Uint16Array ? "float16" : "float32";
       const memory = targetMemoryBytes({
         rows: m,
@@ -174,11 +206,12 @@ export async function runTargetScaleBench(o: TargetScaleOptions): Promise<Target
         records: passers.length,
         exactRecordsPerSecond: passers.length / exactSeconds,
         exactGflops: (2 * passers.length * m * o.dim) / exactSeconds / 1e9,
-        defaultRecordsPerSecond: passers.length / fastSeconds,
-        jaccard: jaccard(exactKept, fastKept),
-        changedDecisions: changed,
-        maxError,
+        defaultRecordsPerSecond: main.recordsPerSecond,
+        jaccard: main.jaccard,
+        changedDecisions: main.changedDecisions,
+        maxError: main.maxError,
         targetMiB: memory.total / 2 ** 20,
+        sweep,
       };
       o.progress(formatTargetScaleRow(row));
       rows.push(row);
@@ -204,9 +237,19 @@ function formatTargetScaleRow(r: TargetScaleRow): string {
   );
 }
 
+function formatProbes(f: ProbeFigures): string {
+  return (
+    `${f.probes} probes: ${fixed(f.recordsPerSecond)} records/s; Jaccard ${fixed(f.jaccard, 4)}, ` +
+    `${f.changedDecisions} decisions changed, max |error| ${f.maxError.toExponential(2)}`
+  );
+}
+
 export function formatTargetScaleReport(report: TargetScaleReport): string {
   return [
     `clipsieve bench --target-rows: D = ${report.dim}, ${report.pool} simulated records, s-CLIPLoss top 30 % then NormSim_inf top 20 %; NormSim_inf of the stage-1 passers`,
-    ...report.rows.map(formatTargetScaleRow),
+    ...report.rows.flatMap((r) => [
+      formatTargetScaleRow(r),
+      ...r.sweep.map((f) => `  M=${fixed(r.targetRows)}, ${formatProbes(f)}`),
+    ]),
   ].join("\n");
 }

@@ -192,7 +192,7 @@ export function describeTargetLayout(manifest: TargetManifest): string {
   const { clusters, probes } = manifest.index;
   return (
     `${stored}; index: ${clusters} clusters (${mib(memory.index)}), a record visits ${probes} ` +
-    `(about ${((100 * Math.min(probes, clusters)) / clusters).toFixed(1)}% of the rows)`
+    `(${((100 * Math.min(probes, clusters)) / clusters).toFixed(1)}% of the clusters)`
   );
 }
 

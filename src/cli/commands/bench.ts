@@ -20,6 +20,7 @@ interface BenchCliOptions {
   json?: boolean;
   shard?: boolean;
   targetRows?: number[];
+  probes?: number[];
   pool: number;
   device: string;
   threads?: string;
@@ -46,6 +47,11 @@ export function registerBenchCommand(program: Command): void {
       "--target-rows <list>",
       `instead: NormSim_inf at these target sizes, exact and by default (e.g. ${TARGET_SCALE_DEFAULTS.rows.join(",")}); minutes per million rows`,
       integerListOption("--target-rows", 1),
+    )
+    .option(
+      "--probes <list>",
+      "with --target-rows: also measure indexed targets visiting these numbers of clusters",
+      integerListOption("--probes", 1),
     )
     .option(
       "--pool <n>",
@@ -85,6 +91,7 @@ export function registerBenchCommand(program: Command): void {
           ...TARGET_SCALE_DEFAULTS,
           rows: opts.targetRows,
           pool: opts.pool,
+          ...(opts.probes ? { probes: opts.probes } : {}),
           device: opts.device as Device,
           ...(threads !== undefined ? { threads } : {}),
           progress: (line) => console.error(line),
