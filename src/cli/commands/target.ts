@@ -117,7 +117,7 @@ export function registerTargetCommand(program: Command): void {
     )
     .option(
       "--probes <n>",
-      "clusters a record visits by default (run --target-probes overrides). Default: 1/16 of them, at least 8",
+      "clusters a record visits by default (run --target-probes overrides). Default: 1/48 of them, at least 16",
       integerOption("--probes", 1),
     )
     .option("--iterations <n>", "k-means rounds", integerOption("--iterations", 1))
