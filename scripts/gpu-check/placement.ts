@@ -21,6 +21,8 @@ const GRAPHS = [
   "rowDotGraph",
   "gramNormGraph",
   "maxAbsDotGraph",
+  "dotGraph",
+  "nearestGraph",
   "gramAccumulateGraph",
   "matMulGraph",
 ] as const;

@@ -27,7 +27,6 @@ import {
   gramAccumulateGraph,
   gramNormGraph,
   maxAbsDotGraph,
-  maxAbsDotHalfGraph,
   nearestGraph,
   rowDotGraph,
   sClipLossExactBlockGraph,
@@ -97,35 +96,29 @@ export interface ScoringEngine {
   close(): Promise<void>;
 }
 
-interface Sessions {
-  sClipLossFast: ort.InferenceSession;
-  sClipLossExact: ort.InferenceSession;
-  rowDot: ort.InferenceSession;
-  gramNorm: ort.InferenceSession;
-  maxAbsDot: ort.InferenceSession;
-  maxAbsDotHalf: ort.InferenceSession;
-  dot: ort.InferenceSession;
-  nearest: ort.InferenceSession;
-  nearestHalf: ort.InferenceSession;
-  gramAccumulate: ort.InferenceSession;
-}
+/** Every graph the engine runs, by session name; `rowDot` opens first (see createSessions). */
+const GRAPHS = {
+  rowDot: rowDotGraph,
+  sClipLossFast: sClipLossFastBlockGraph,
+  sClipLossExact: sClipLossExactBlockGraph,
+  gramNorm: gramNormGraph,
+  maxAbsDot: () => maxAbsDotGraph(false),
+  maxAbsDotHalf: () => maxAbsDotGraph(true),
+  dot: dotGraph,
+  nearest: () => nearestGraph(false),
+  nearestHalf: () => nearestGraph(true),
+  gramAccumulate: gramAccumulateGraph,
+} as const;
+
+type Sessions = { [K in keyof typeof GRAPHS]: ort.InferenceSession };
 
 async function createSessions(device: Device, threads: number): Promise<Sessions> {
   const options = sessionOptions(device, threads);
   const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, options);
   // One session first: a provider that cannot load fails here once, not once per graph.
-  const rowDot = await open(rowDotGraph());
-  const created = await Promise.allSettled([
-    open(sClipLossFastBlockGraph()),
-    open(sClipLossExactBlockGraph()),
-    open(gramNormGraph()),
-    open(maxAbsDotGraph()),
-    open(maxAbsDotHalfGraph()),
-    open(dotGraph()),
-    open(nearestGraph()),
-    open(nearestGraph(true)),
-    open(gramAccumulateGraph()),
-  ]);
+  const rowDot = await open(GRAPHS.rowDot());
+  const rest = Object.entries(GRAPHS).filter(([name]) => name !== "rowDot");
+  const created = await Promise.allSettled(rest.map(([, graph]) => open(graph())));
   const failed = created.find((c) => c.status === "rejected");
   if (failed) {
     await Promise.all(
@@ -133,29 +126,11 @@ async function createSessions(device: Device, threads: number): Promise<Sessions
     );
     throw (failed as PromiseRejectedResult).reason;
   }
-  const [
-    sClipLossFast,
-    sClipLossExact,
-    gramNorm,
-    maxAbsDot,
-    maxAbsDotHalf,
-    dot,
-    nearest,
-    nearestHalf,
-    gramAccumulate,
-  ] = created.map((c) => (c as PromiseFulfilledResult<ort.InferenceSession>).value);
-  return {
-    sClipLossFast,
-    sClipLossExact,
-    rowDot,
-    gramNorm,
-    maxAbsDot,
-    maxAbsDotHalf,
-    dot,
-    nearest,
-    nearestHalf,
-    gramAccumulate,
-  };
+  const sessions: Record<string, ort.InferenceSession> = { rowDot };
+  for (const [i, [name]] of rest.entries()) {
+    sessions[name] = (created[i] as PromiseFulfilledResult<ort.InferenceSession>).value;
+  }
+  return sessions as Sessions;
 }
 
 /** The first line of an error's message, at most 300 characters: onnxruntime's can run on. */

@@ -208,38 +208,24 @@ export function gramNormGraph(): Uint8Array {
 /**
  * One target block of NormSim_inf: `acc_out` [r] = max(`acc_in`, max_m |<f_i, t_m>|) over the block's
  * `target` rows [m, D]. max|y| is taken as max(max y, -min y): two reads of the block, no Abs copy.
+ * `half`: the target rows are float16, widened to float32 inside onnxruntime (one vectorised Cast, F16C
+ * where the CPU has it), so memory holds half the bytes and every product is still float32 arithmetic.
  */
-export function maxAbsDotGraph(): Uint8Array {
-  const g = graphBuilder("m");
-  const y = g.op("Gemm", ["image", "target"], { transB: attr.int(1) });
+export function maxAbsDotGraph(half = false): Uint8Array {
+  const g = graphBuilder(half ? "h" : "m");
+  const target = half ? g.op("Cast", ["target"], { to: attr.int(FLOAT) }) : "target";
+  const y = g.op("Gemm", ["image", target], { transB: attr.int(1) });
   const high = g.op("ReduceMax", [y], { axes: attr.ints([1]), keepdims: attr.int(0) });
   const low = g.op("ReduceMin", [y], { axes: attr.ints([1]), keepdims: attr.int(0) });
   g.alias(g.op("Max", ["acc_in", high, g.op("Neg", [low])]), "acc_out");
   return encodeModel(
     g.build(
-      "max_abs_dot",
-      [valueInfo("image", ["r", "D"]), valueInfo("target", ["m", "D"]), valueInfo("acc_in", ["r"])],
-      [valueInfo("acc_out", ["r"])],
-    ),
-  );
-}
-
-/**
- * `maxAbsDotGraph` for a target stored as float16: the block is widened to float32 inside onnxruntime
- * (one vectorised Cast, F16C where the CPU has it), so memory holds half the bytes and every product
- * is still float32 arithmetic.
- */
-export function maxAbsDotHalfGraph(): Uint8Array {
-  const g = graphBuilder("h");
-  const wide = g.op("Cast", ["target"], { to: attr.int(FLOAT) });
-  const y = g.op("Gemm", ["image", wide], { transB: attr.int(1) });
-  const high = g.op("ReduceMax", [y], { axes: attr.ints([1]), keepdims: attr.int(0) });
-  const low = g.op("ReduceMin", [y], { axes: attr.ints([1]), keepdims: attr.int(0) });
-  g.alias(g.op("Max", ["acc_in", high, g.op("Neg", [low])]), "acc_out");
-  return encodeModel(
-    g.build(
-      "max_abs_dot_half",
-      [valueInfo("image", ["r", "D"]), valueInfo("target", ["m", "D"], FLOAT16), valueInfo("acc_in", ["r"])],
+      half ? "max_abs_dot_half" : "max_abs_dot",
+      [
+        valueInfo("image", ["r", "D"]),
+        valueInfo("target", ["m", "D"], half ? FLOAT16 : FLOAT),
+        valueInfo("acc_in", ["r"]),
+      ],
       [valueInfo("acc_out", ["r"])],
     ),
   );
