@@ -6,7 +6,7 @@ import { parsePolicySpec } from "../../src/policy/options.ts";
 import { createPolicy, mergePolicyStates, type Policy, type PolicyState } from "../../src/policy/policy.ts";
 import { DECISION_REASONS, type PolicyDecision } from "../../src/policy/types.ts";
 import type { ScoreRow } from "../../src/score/registry.ts";
-import { seededGauss } from "./random.ts";
+import { syntheticStream } from "./random.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
 
@@ -46,20 +46,6 @@ describe("pinned decisions (test/policy/fixtures)", () => {
     });
   }
 });
-
-/** A stream shaped like real scores: s-CLIPLoss around 0 of both signs, NormSim_inf narrow and correlated. */
-function syntheticStream(n: number, seed: number): ScoreRow[] {
-  const gauss = seededGauss(seed);
-  return Array.from({ length: n }, () => {
-    const g1 = gauss();
-    const g2 = gauss();
-    return {
-      clip_score: 0.3 + 0.05 * g2,
-      s_clip_loss: 0.02 + 0.05 * g1,
-      normsim_inf: 0.6 + 0.03 * (0.3 * g1 + 0.95 * g2),
-    };
-  });
-}
 
 function runStream(policy: Policy, rows: ScoreRow[], windowSize: number): PolicyDecision[] {
   const out: PolicyDecision[] = [];

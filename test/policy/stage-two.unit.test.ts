@@ -12,21 +12,7 @@ import { parsePolicySpec } from "../../src/policy/options.ts";
 import { createPolicy, type Policy } from "../../src/policy/policy.ts";
 import { KllSketch } from "../../src/policy/sketch.ts";
 import type { ScoreRow } from "../../src/score/registry.ts";
-import { seededGauss, seededUniform } from "./random.ts";
-
-/** Scores shaped like real ones; NormSim_inf correlated with s-CLIPLoss. */
-function stream(n: number, seed: number): ScoreRow[] {
-  const gauss = seededGauss(seed);
-  return Array.from({ length: n }, () => {
-    const g1 = gauss();
-    const g2 = gauss();
-    return {
-      clip_score: 0.3 + 0.05 * g2,
-      s_clip_loss: 0.02 + 0.05 * g1,
-      normsim_inf: 0.6 + 0.03 * (0.3 * g1 + 0.95 * g2),
-    };
-  });
-}
+import { seededUniform, syntheticStream } from "./random.ts";
 
 /** Windows of 1 to 300 rows (sizes seeded), so the sketch compacts at every phase of its levels. */
 function windows(rows: ScoreRow[], seed: number): ScoreRow[][] {
@@ -63,7 +49,7 @@ describe("stageTwoRows", () => {
     let policy: Policy = createPolicy(spec);
     // The reference: the keep sketch's starting state, fed every window in place, never cloned.
     const reference = KllSketch.fromJSON(policy.snapshot().sketches.keep);
-    const all = windows(stream(60_000, 1), 2);
+    const all = windows(syntheticStream(60_000, 1), 2);
     let marked = 0;
     let seen = 0;
     all.forEach((window, w) => {
@@ -99,7 +85,7 @@ describe("stageTwoRows", () => {
       const spec = parsePolicySpec({ ...TWO_STAGE, warmup: { records: 3000, mode } });
       const eager = createPolicy(spec);
       let lazy = createPolicy(spec);
-      const all = windows(stream(30_000, 3), 4);
+      const all = windows(syntheticStream(30_000, 3), 4);
       let skipped = 0;
       all.forEach((window, w) => {
         if (w === 40) lazy = createPolicy(spec, { state: JSON.parse(JSON.stringify(lazy.snapshot())) });
@@ -115,7 +101,7 @@ describe("stageTwoRows", () => {
 
   it("a mask that leaves out one stage-1 passer's score is refused by decide", () => {
     const policy = createPolicy(parsePolicySpec(TWO_STAGE));
-    const all = windows(stream(5000, 5), 6);
+    const all = windows(syntheticStream(5000, 5), 6);
     for (const window of all.slice(0, 10)) policy.decide(window);
     const window = all[10]!;
     const mask = policy.stageTwoRows(window)!;
@@ -152,7 +138,7 @@ describe("stageTwoRows", () => {
       }),
     );
     // 200 distinct values in a sketch of k = 1000: exact, floor(0.3 * 200) = 60 pass stage 1.
-    const window = stream(200, 7);
+    const window = syntheticStream(200, 7);
     const mask = policy.stageTwoRows(window)!;
     assert.equal(
       mask.reduce((a, b) => a + b, 0),
@@ -176,7 +162,7 @@ describe("stageTwoRows", () => {
   });
 
   it("is null when every row needs every score", () => {
-    const window = stream(50, 8);
+    const window = syntheticStream(50, 8);
     const nulls = [
       { keep: { score: "s_clip_loss", fraction: 0.3 } },
       { thresholds: [{ score: "normsim_inf", min: 0.5 }] },
@@ -197,7 +183,7 @@ describe("stageTwoRows", () => {
   it("while a top fraction keeps nobody yet, no row needs the stage-2 score", () => {
     const policy = createPolicy(parsePolicySpec(TWO_STAGE));
     // floor(0.3 * 3) = 0: the stage-1 cut-off is Infinity.
-    const window = stream(3, 9);
+    const window = syntheticStream(3, 9);
     assert.deepEqual([...policy.stageTwoRows(window)!], [0, 0, 0]);
     const decisions = policy.decide(withoutUnneeded(window, new Uint8Array(3)));
     assert.ok(decisions.every((d) => d.decision === "rejected"));
