@@ -180,23 +180,7 @@ export async function runTargetScaleBench(o: TargetScaleOptions): Promise<Target
         }
       }
       const storage = target.embeddings instanceof Uint16Array ? "float16" : "float32";
-      const memory = targetMemoryBytes({
-        rows: m,
-        dim: o.dim,
-        storage,
-        ...(target.index
-          ? {
-              index: {
-                kind: "ivf",
-                clusters: target.index.clusters,
-                probes: target.index.probes,
-                iterations: 0,
-                seed: 0,
-                sha256: "",
-              },
-            }
-          : {}),
-      });
+      const memory = targetMemoryBytes({ rows: m, dim: o.dim, storage, index: target.index });
       const row: TargetScaleRow = {
         targetRows: m,
         storage,

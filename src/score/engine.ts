@@ -551,6 +551,7 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
     const visits = new Int32Array(rows * probes);
     const centres = f32(index.centroids, [clusters, dim]);
     const queryStep = Math.max(1, Math.floor(blockElements / Math.max(clusters, dim)));
+    const scratch = new Float32Array(clusters);
     for (let start = 0; start < rows; start += queryStep) {
       const count = Math.min(queryStep, rows - start);
       const res = await run(
@@ -559,7 +560,7 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
         "dot",
       );
       for (let q = 0; q < count; q++) {
-        const picked = probedClusters(res.dot.subarray(q * clusters, (q + 1) * clusters), probes);
+        const picked = probedClusters(res.dot.subarray(q * clusters, (q + 1) * clusters), probes, scratch);
         visits.set(picked, (start + q) * probes);
       }
     }

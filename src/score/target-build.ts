@@ -42,20 +42,16 @@ export interface BuiltTarget {
   index?: { iterations: number; seed: number };
 }
 
-/** Resolves the defaults: whether to index, how many clusters and probes, and the storage. */
+/** Resolves the defaults: whether to index, how many clusters, and the storage. */
 export function targetLayout(
   rows: number,
-  options: Pick<TargetBuildOptions, "storage" | "clusters" | "probes">,
-): { storage: TargetStorage; clusters: number; probes: number } {
+  options: Pick<TargetBuildOptions, "storage" | "clusters">,
+): { storage: TargetStorage; clusters: number } {
   const clusters = Math.min(rows, options.clusters ?? (rows >= INDEX_MIN_ROWS ? defaultClusters(rows) : 0));
   if (!Number.isSafeInteger(clusters) || clusters < 0) {
     throw new ClipsieveError("CONFIG_INVALID", `clusters must be an integer >= 0, got ${options.clusters}`);
   }
-  const probes = clusters === 0 ? 0 : (options.probes ?? defaultProbes(clusters));
-  if (clusters > 0 && (!Number.isSafeInteger(probes) || probes < 1)) {
-    throw new ClipsieveError("CONFIG_INVALID", `probes must be an integer >= 1, got ${options.probes}`);
-  }
-  return { storage: options.storage ?? (clusters > 0 ? "float16" : "float32"), clusters, probes };
+  return { storage: options.storage ?? (clusters > 0 ? "float16" : "float32"), clusters };
 }
 
 export async function buildTargetFromFiles(
@@ -129,6 +125,9 @@ async function finishTarget(
   { clusters }: { clusters: number },
   options: Pick<TargetBuildOptions, "probes" | "iterations" | "seed" | "onProgress">,
 ): Promise<BuiltTarget> {
+  if (options.probes !== undefined && !(Number.isSafeInteger(options.probes) && options.probes >= 1)) {
+    throw new ClipsieveError("CONFIG_INVALID", `probes must be an integer >= 1, got ${options.probes}`);
+  }
   const target: TargetSet = { model, dim, rows, embeddings, gram, contentHash: "" };
   let index: BuiltTarget["index"];
   if (clusters > 0) {

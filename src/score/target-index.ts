@@ -65,16 +65,20 @@ export function checkTargetIndex(index: TargetIndex, rows: number, dim: number):
 
 /**
  * The `probes` clusters with the largest |<f, centre>| (NormSim_inf takes |<f, t>|), ties to the lower
- * cluster: a quickselect of the cut-off value, then one pass. O(clusters) per record.
+ * cluster: a quickselect of the cut-off value, then one pass. O(clusters) per record. `scratch` (at
+ * least `dots.length` long) is reordered; a caller picking for many records passes one to reuse.
  */
-export function probedClusters(dots: Float32Array, probes: number): Int32Array {
+export function probedClusters(
+  dots: Float32Array,
+  probes: number,
+  scratch: Float32Array = new Float32Array(dots.length),
+): Int32Array {
   const n = dots.length;
   const out = new Int32Array(Math.min(probes, n));
   if (out.length === n) {
     for (let k = 0; k < n; k++) out[k] = k;
     return out;
   }
-  const scratch = new Float32Array(n);
   for (let k = 0; k < n; k++) scratch[k] = Math.abs(dots[k]);
   const cut = kthLargest(scratch, out.length);
   let filled = 0;
@@ -164,7 +168,8 @@ export async function buildTargetIndex(
       addRow(sums, k, sample, i, dim);
     }
     // An empty cluster restarts at the sample row worst served by its centre, so none stays wasted.
-    const worst = Array.from(best.keys()).sort((a, b) => best[a] - best[b] || a - b);
+    // (Sorted only in a round that left a cluster empty.)
+    const worst = sizes.includes(0) ? Array.from(best.keys()).sort((a, b) => best[a] - best[b] || a - b) : [];
     let next = 0;
     for (let k = 0; k < clusters; k++) {
       if (sizes[k] === 0) addRow(sums, k, sample, worst[next++], dim);

@@ -171,7 +171,12 @@ export async function writeTargetSet(
 }
 
 /** The bytes a loaded target holds: its rows as stored, the gram, and the index's centres and offsets. */
-export function targetMemoryBytes(manifest: Pick<TargetManifest, "rows" | "dim" | "storage" | "index">): {
+export function targetMemoryBytes(manifest: {
+  rows: number;
+  dim: number;
+  storage?: TargetStorage | undefined;
+  index?: { clusters: number } | undefined;
+}): {
   rows: number;
   gram: number;
   index: number;
