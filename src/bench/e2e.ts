@@ -52,6 +52,11 @@ export interface E2eOptions {
    * target, then with a clustered target of each of these sizes, laid out as `target build` would.
    */
   targetRows?: readonly number[];
+  /**
+   * Instead of the standard runs: the filter on the first adapter with its default settings, then
+   * with `--normaliser pool` and each of these bank sizes (the cost of a larger pool).
+   */
+  poolBanks?: readonly number[];
   logger: Logger;
   progress(line: string): void;
 }
@@ -211,6 +216,35 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
         totalSeconds: (performance.now() - started) / 1000,
       };
     }
+    if (o.poolBanks) {
+      const main = adapters[0] as KafkaAdapterName;
+      const on = { kafkaClient: main };
+      record(
+        main,
+        `filter, draws, bank ${FILTER_FLAGS.bankSize}`,
+        "backlog",
+        await best(`${main} filter`, () => job("filter", backlog, o.count, { ...filterFlags, ...on })),
+      );
+      for (const bankSize of o.poolBanks) {
+        const name = `filter, pool, bank ${bankSize}`;
+        record(
+          main,
+          name,
+          "backlog",
+          await best(`${main} ${name}`, () =>
+            job("filter", backlog, o.count, { ...filterFlags, ...on, normaliser: "pool", bankSize }),
+          ),
+        );
+      }
+      return {
+        count: o.count,
+        dim: o.dim,
+        filter: { ...FILTER_FLAGS, targetRows: sim.options.targetRows, poolCurve: o.poolBanks },
+        rate: 0,
+        runs,
+        totalSeconds: (performance.now() - started) / 1000,
+      };
+    }
     const filters = new Map<KafkaAdapterName, WorkerResult>();
     for (const adapter of adapters) {
       const on = { kafkaClient: adapter };
@@ -297,6 +331,7 @@ export function formatE2eReport(r: E2eReport): string {
     r.runs.find((x) => x.adapter === adapter && x.phase === "backlog" && x.result.mode === mode)?.result;
   const pct = (a: number, b: number | undefined) => (b ? `${Math.round((100 * a) / b)}%` : "-");
   if (r.filter.targetCurve) return formatTargetCurve(r);
+  if (r.filter.poolCurve) return formatPoolCurve(r);
   const lines = [
     `D = ${r.dim}, ${r.count.toLocaleString("en-US")} simulated JSON records (base64 float32 embeddings); filter: ` +
       `window ${r.filter.windowSize}, bank ${r.filter.bankSize}, K = ${r.filter.draws}, b = ${r.filter.batchSize}, ` +
@@ -361,6 +396,32 @@ function formatTargetCurve(r: E2eReport): string {
         `${Math.round(result.peakRssMiB)} MiB | ${result.targetMiB !== undefined ? `${Math.round(result.targetMiB)} MiB` : "-"} |`,
     );
   }
+  lines.push("", `Total ${r.totalSeconds.toFixed(0)} s.`);
+  return lines.join("\n");
+}
+
+/** `bench-e2e --pool-banks`: the filter's rate with the pool normaliser over larger pools. */
+function formatPoolCurve(r: E2eReport): string {
+  const baseline = r.runs[0]?.result.recordsPerSecond;
+  const lines = [
+    `D = ${r.dim}, ${r.count.toLocaleString("en-US")} simulated JSON records; filter: window ${r.filter.windowSize}, ` +
+      `b = ${r.filter.batchSize}, --keep ${r.filter.keep} --then ${r.filter.thenKeep}; the first run with the ` +
+      `default draws (K = ${r.filter.draws}, bank ${r.filter.bankSize}), then --normaliser pool with each bank; ${r.runs[0]?.adapter}.`,
+    "",
+    "| run | pool / b | records/s | of the default's | score time | peak RSS |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  const window = Number(r.filter.windowSize);
+  const b = Number(r.filter.batchSize);
+  r.runs.forEach(({ name, result }, i) => {
+    const bank = i === 0 ? Number(r.filter.bankSize) : (r.filter.poolCurve as number[])[i - 1];
+    const pct = baseline ? `${Math.round((100 * result.recordsPerSecond) / baseline)}%` : "-";
+    const score = result.stages.score;
+    lines.push(
+      `| ${name} | ${((window + bank) / b).toFixed(2)} | ${Math.round(result.recordsPerSecond)} | ${pct} | ` +
+        `${score !== undefined ? s(score) : "-"} | ${Math.round(result.peakRssMiB)} MiB |`,
+    );
+  });
   lines.push("", `Total ${r.totalSeconds.toFixed(0)} s.`);
   return lines.join("\n");
 }

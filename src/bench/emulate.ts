@@ -10,14 +10,14 @@
 import type { DecodedRecord } from "../common/record.ts";
 import { createDecoder } from "../decode/decoder.ts";
 import { encodeJsonRecord } from "../decode/encode.ts";
-import { createPolicy, parsePolicyFlags } from "../policy/index.ts";
+import { createPolicy, type PolicySpec, parsePolicyFlags } from "../policy/index.ts";
 import type { ScoringEngine } from "../score/engine.ts";
-import type { TargetSet } from "../score/types.ts";
+import type { Normaliser, TargetSet } from "../score/types.ts";
 import type { Simulation } from "../simulate/generator.ts";
 import { simRecordFields } from "../simulate/producer.ts";
-import { WindowCut } from "../window/cut.ts";
+import { type CutSettings, WindowCut } from "../window/cut.ts";
 import { decideWindow } from "../window/decide.ts";
-import { WindowScorer } from "../window/scorer.ts";
+import { type ScorerSettings, WindowScorer } from "../window/scorer.ts";
 import { stageTwoSelector } from "../window/stage-two.ts";
 import type { DeliveredWindow } from "./filter-run.ts";
 
@@ -31,8 +31,11 @@ export interface EmulateOptions {
   tau: number;
   seed: number;
   keep: string;
-  thenKeep: string;
+  /** Stage 2 (`--then`), if any. */
+  thenKeep?: string;
   warmup: number;
+  /** How R is estimated (default "draws"). */
+  normaliser?: Normaliser;
   /**
    * As the filter does: while the bank is not yet full, cut the window at windowSize plus the bank's
    * free rows, so every pool, the first included, has windowSize + bankSize rows. False: every
@@ -46,38 +49,58 @@ export interface EmulateOptions {
 export async function emulateFilter(
   sim: Simulation,
   engine: ScoringEngine,
-  target: TargetSet,
+  target: TargetSet | undefined,
   o: EmulateOptions,
 ): Promise<DeliveredWindow[]> {
   const { dim, count } = sim.options;
-  const decoder = await createDecoder({ format: "json", expectedDim: dim, expectedModel: target.model });
-  const cut = new WindowCut<DecodedRecord>(o);
-  const scorer = new WindowScorer(engine, { ...o, dim, target });
-  // biome-ignore lint/suspicious/noThenProperty: the --then flag, as the policy's parser names it
-  const policy = createPolicy(parsePolicyFlags({ keep: o.keep, then: o.thenKeep, warmup: o.warmup }));
-  const windows: DeliveredWindow[] = [];
-  const decide = async (records: DecodedRecord[] | undefined) => {
-    if (!records) return;
-    const selector = o.scoreAll ? undefined : stageTwoSelector(policy);
-    const scored = await scorer.scoreAndRemember(records, selector);
-    windows.push({ id: scored.plan.id, outcomes: decideWindow(scored, policy), deliveredAt: 0 });
-  };
-  try {
+  const decoder = await createDecoder({ format: "json", expectedDim: dim, expectedModel: target?.model });
+  async function* decoded(): AsyncGenerator<DecodedRecord> {
     for (let p = 0; p < count; p++) {
       const r = sim.record(p);
       const value = encodeJsonRecord(simRecordFields(r), { embeddingEncoding: "base64" });
-      const record = await decoder.decode({
+      yield await decoder.decode({
         source: { topic: o.topic, partition: 0, offset: String(p) },
         key: Buffer.from(r.uid),
         value,
         headers: {},
         timestamp: "0",
       });
-      await decide(cut.add(record));
     }
-    await decide(cut.cut());
+  }
+  try {
+    const policy = parsePolicyFlags({
+      keep: o.keep,
+      // biome-ignore lint/suspicious/noThenProperty: the --then flag, as the policy's parser names it
+      then: o.thenKeep,
+      warmup: o.warmup,
+    });
+    return await emulateRecords(decoded(), engine, target, { ...o, dim, policy });
   } finally {
     await decoder.close();
   }
+}
+
+/**
+ * The filter's windows over decoded records, in the order given: cut, scored and decided as the
+ * filter does (`clipsieve fidelity --input` runs a user's topic through it).
+ */
+export async function emulateRecords(
+  records: AsyncIterable<DecodedRecord> | Iterable<DecodedRecord>,
+  engine: ScoringEngine,
+  target: TargetSet | undefined,
+  o: CutSettings & Omit<ScorerSettings, "target"> & { policy: PolicySpec; scoreAll?: boolean },
+): Promise<DeliveredWindow[]> {
+  const cut = new WindowCut<DecodedRecord>(o);
+  const scorer = new WindowScorer(engine, { ...o, target });
+  const policy = createPolicy(o.policy);
+  const windows: DeliveredWindow[] = [];
+  const decide = async (window: DecodedRecord[] | undefined) => {
+    if (!window) return;
+    const selector = o.scoreAll ? undefined : stageTwoSelector(policy);
+    const scored = await scorer.scoreAndRemember(window, selector);
+    windows.push({ id: scored.plan.id, outcomes: decideWindow(scored, policy), deliveredAt: 0 });
+  };
+  for await (const record of records) await decide(cut.add(record));
+  await decide(cut.cut());
   return windows;
 }

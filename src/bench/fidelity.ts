@@ -17,6 +17,9 @@
  *   filter ran with is checked to give its decisions back).
  * - The design choice that matters most, priming the bank (docs/streaming.md, "Cut"), is shown by
  *   the emulator without it: how the filter cut windows before.
+ * - Two generators of different structure (`crawl` and `longtail`, src/simulate/generator.ts), each
+ *   with its own offline reference and noise floor, and for each configuration where the streaming
+ *   selection departs from the offline one (./agreement.ts).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,15 +28,22 @@ import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import { createKafkaClient, type KafkaClient } from "../kafka/index.ts";
 import { createPolicy, parsePolicyFlags, type ScoreRow } from "../policy/index.ts";
-import { selectRows } from "../policy/offline-select.ts";
+import { parseKeepRule, type SelectionPlan } from "../policy/offline-select.ts";
 import { makeDraws } from "../score/draws.ts";
 import { createScoringEngine, type ScoringEngine } from "../score/engine.ts";
 import { loadTarget } from "../score/target-set.ts";
-import type { TargetSet } from "../score/types.ts";
+import type { Normaliser, TargetSet } from "../score/types.ts";
 import { type BrokerHandle, brokersOrLocal } from "../simulate/broker.ts";
-import { createSimulation, type SimOrder, type Simulation } from "../simulate/generator.ts";
+import { createSimulation, type SimOrder, type SimProfile, type Simulation } from "../simulate/generator.ts";
 import { ensureTopic, produceSimulation } from "../simulate/producer.ts";
 import { writeSimulationTarget } from "../simulate/target.ts";
+import {
+  type Agreement,
+  analyseAgreement,
+  jaccard,
+  type OfflineSelection,
+  offlineSets,
+} from "./agreement.ts";
 import { type EmulateOptions, emulateFilter } from "./emulate.ts";
 import { type DeliveredWindow, deleteTopics, runFilter } from "./filter-run.ts";
 
@@ -50,10 +60,14 @@ export interface FidelityOptions {
   count: number;
   dim: number;
   seed: number;
+  /** Generators of the study (`createSimulation`'s profiles), each with its own offline reference. */
+  profiles: SimProfile[];
   orders: SimOrder[];
   windows: number[];
   banks: number[];
-  /** `window:bank` pairs also run through the real filter on Kafka (every order). */
+  /** Normalisers to stream with; `pool` only where the pool is larger than one batch of b. */
+  normalisers: Normaliser[];
+  /** `window:bank[:normaliser]` configurations also run through the real filter on Kafka (every order). */
   verify: string[];
   /** Also score the pool offline with another seed: how far two offline selections differ. */
   noiseFloor: boolean;
@@ -67,18 +81,22 @@ export const FIDELITY_DEFAULTS = {
   count: 65_536,
   dim: 64,
   seed: 0,
+  profiles: ["crawl", "longtail"] as SimProfile[],
   orders: ["shuffled", "bursty"] as SimOrder[],
-  windows: [1024, 4096, 16384],
-  banks: [0, 28672],
-  verify: ["4096:28672"],
+  windows: [4096],
+  banks: [0, 28672, 45056],
+  normalisers: ["draws", "pool"] as Normaliser[],
+  verify: ["4096:45056:pool"],
   noiseFloor: true,
   warmup: 10_000,
 };
 
 export interface FidelityRow {
+  profile: SimProfile;
   order: SimOrder;
   window: number;
   bank: number;
+  normaliser: Normaliser;
   draws: number;
   jaccard: number;
   /** Jaccard over the records decided once the bank was full (all records when there is no bank). */
@@ -88,9 +106,12 @@ export interface FidelityRow {
   /** Run through Kafka as well, and identical to the emulator's decisions (undefined: not run). */
   kafkaIdentical?: boolean;
   kafkaSeconds?: number;
+  /** Where the streaming selection departs from the offline one. */
+  agreement: Agreement;
 }
 
 export interface WarmupRow {
+  profile: SimProfile;
   order: SimOrder;
   window: number;
   bank: number;
@@ -103,6 +124,7 @@ export interface WarmupRow {
 
 /** Another window design than the filter's, measured with the emulator. */
 export interface DesignRow {
+  profile: SimProfile;
   order: SimOrder;
   window: number;
   bank: number;
@@ -112,15 +134,21 @@ export interface DesignRow {
   accepted: number;
 }
 
+/** One generator's offline reference. */
+export interface ProfileSummary {
+  profile: SimProfile;
+  offlineAccepted: number;
+  offlineSeconds: number;
+  /** Jaccard of the offline selection with seed s and with seed s + 1; undefined when not run. */
+  noiseFloor?: number;
+}
+
 export interface FidelityReport {
   count: number;
   dim: number;
   seed: number;
   warmup: number;
-  offlineAccepted: number;
-  offlineSeconds: number;
-  /** Jaccard of the offline selection with seed s and with seed s + 1; undefined when not run. */
-  noiseFloor?: number;
+  profiles: ProfileSummary[];
   rows: FidelityRow[];
   warmupRows: WarmupRow[];
   /** The replay of the filter's own warm-up mode reproduced every decision. */
@@ -129,54 +157,46 @@ export interface FidelityReport {
   totalSeconds: number;
 }
 
-export function jaccard(
-  a: ReadonlySet<string>,
-  b: ReadonlySet<string>,
-  within?: ReadonlySet<string>,
-): number {
-  let inter = 0;
-  let union = 0;
-  for (const x of a) {
-    if (within && !within.has(x)) continue;
-    union++;
-    if (b.has(x)) inter++;
-  }
-  for (const x of b) {
-    if (within && !within.has(x)) continue;
-    if (!a.has(x)) union++;
-  }
-  return union === 0 ? 1 : inter / union;
-}
+export { jaccard };
 
 /** Streaming draws: when window + bank fit one batch every draw is that same batch, so K = 1. */
 export function streamingDraws(window: number, bank: number): number {
   return window + bank <= PAPER.batchSize ? 1 : PAPER.draws;
 }
 
+/** The paper's two-stage rule, as `clipsieve select` runs it. */
+export const PAPER_PLAN: SelectionPlan = {
+  thresholds: [],
+  keep: parseKeepRule(PAPER.keep),
+  thenKeep: parseKeepRule(PAPER.thenKeep, "--then"),
+};
+
 async function offlineSelection(
   engine: ScoringEngine,
   sim: Simulation,
   target: TargetSet,
   seed: number,
-): Promise<Set<string>> {
+): Promise<OfflineSelection> {
   const { count: n, dim } = sim.options;
   const image = new Float32Array(n * dim);
   const text = new Float32Array(n * dim);
-  const uids: string[] = [];
+  const keys: string[] = [];
   for (const r of sim.records()) {
     image.set(r.imageEmbedding, r.position * dim);
     text.set(r.textEmbedding, r.position * dim);
-    uids.push(r.uid);
+    keys.push(r.uid);
   }
   const draws = makeDraws(n, { seed, draws: PAPER.draws, batchSize: PAPER.batchSize });
   const loss = await engine.sClipLoss({ dim, scoredRows: n, bankRows: 0, image, text }, draws, PAPER.tau);
   const ns = await engine.normSim(image, n, target, { two: false, inf: true });
-  const kept = selectRows({ s_clip_loss: loss.sClipLoss, normsim_inf: ns.normsimInf }, n, {
-    thresholds: [],
-    keep: { score: "s_clip_loss", fraction: 0.3 },
-    thenKeep: { score: "normsim_inf", fraction: 0.2 },
-  });
-  return new Set(Array.from(kept, (i) => uids[i]));
+  const columns = { s_clip_loss: loss.sClipLoss, normsim_inf: ns.normsimInf as Float32Array };
+  return { keys, columns, ...offlineSets(keys, columns, PAPER_PLAN) };
+}
+
+/** The same records' offline s-CLIPLoss in `keys` order, with another draw seed. */
+function inKeyOrder(again: OfflineSelection, keys: readonly string[]): Float32Array {
+  const at = new Map(again.keys.map((k, i) => [k, i]));
+  return Float32Array.from(keys, (k) => again.columns.s_clip_loss[at.get(k) as number]);
 }
 
 function acceptedUids(windows: readonly DeliveredWindow[]): Set<string> {
@@ -232,13 +252,34 @@ function replayWarmup(
   return out;
 }
 
+const NORMALISER_SET: readonly string[] = ["draws", "pool"];
+
+/** `window:bank[:normaliser]` configurations (normaliser default draws), as `w:b:n` keys. */
 function parseVerify(pairs: string[]): Set<string> {
+  const out = new Set<string>();
   for (const p of pairs) {
-    if (!/^\d+:\d+$/.test(p)) {
-      throw new ClipsieveError("CONFIG_INVALID", `--verify ${p}: expected <window>:<bank>, e.g. 4096:28672`);
+    const m = /^(\d+):(\d+)(?::(\w+))?$/.exec(p);
+    if (!m || (m[3] !== undefined && !NORMALISER_SET.includes(m[3]))) {
+      throw new ClipsieveError(
+        "CONFIG_INVALID",
+        `--verify ${p}: expected <window>:<bank>[:draws|pool], e.g. 4096:45056:pool`,
+      );
     }
+    out.add(`${m[1]}:${m[2]}:${m[3] ?? "draws"}`);
   }
-  return new Set(pairs);
+  return out;
+}
+
+/** The configurations of the grid: `pool` only where window + bank is more than one batch. */
+function configurations(o: FidelityOptions): { window: number; bank: number; normaliser: Normaliser }[] {
+  const out: { window: number; bank: number; normaliser: Normaliser }[] = [];
+  for (const window of o.windows)
+    for (const bank of o.banks)
+      for (const normaliser of o.normalisers) {
+        if (normaliser === "pool" && window + bank <= PAPER.batchSize) continue;
+        out.push({ window, bank, normaliser });
+      }
+  return out;
 }
 
 export async function runFidelity(o: FidelityOptions): Promise<FidelityReport> {
@@ -252,66 +293,89 @@ export async function runFidelity(o: FidelityOptions): Promise<FidelityReport> {
       );
     }
   }
-  const needsKafka = o.windows.some((w) => o.banks.some((b) => verify.has(`${w}:${b}`)));
+  const grid = configurations(o);
+  const key = (c: { window: number; bank: number; normaliser: Normaliser }) =>
+    `${c.window}:${c.bank}:${c.normaliser}`;
+  const needsKafka = grid.some((c) => verify.has(key(c)));
+  // The configuration whose warm-up modes and unprimed cut are shown: the first verified one.
+  const featured = grid.find((c) => verify.has(key(c))) ?? grid[grid.length - 1];
   let broker: BrokerHandle | undefined;
   const workDir = mkdtempSync(join(tmpdir(), "clipsieve-fidelity-"));
   const inputs: string[] = [];
   const engine = await createScoringEngine({ logger: o.logger });
   try {
-    const sims = new Map(
-      o.orders.map((order) => [order, createSimulation({ count: o.count, dim: o.dim, seed: o.seed, order })]),
-    );
-    const first = sims.values().next().value as Simulation;
-    const targetPath = join(workDir, "target.npz");
-    await writeSimulationTarget(first, targetPath, engine);
-    const target = await loadTarget(targetPath);
-
-    // The orders hold the same records (a record depends on its slot, not its position), so one
-    // offline selection serves every order.
-    const tOffline = performance.now();
-    const offline = await offlineSelection(engine, first, target, o.seed);
-    const offlineSeconds = (performance.now() - tOffline) / 1000;
-    o.progress(`offline selection: ${offline.size} of ${o.count} in ${offlineSeconds.toFixed(0)} s`);
-    let noiseFloor: number | undefined;
-    if (o.noiseFloor) {
-      noiseFloor = jaccard(offline, await offlineSelection(engine, first, target, o.seed + 1));
-      o.progress(`offline with seed ${o.seed + 1}: Jaccard ${noiseFloor.toFixed(3)}`);
-    }
-
     let kafka: KafkaClient | undefined;
     if (needsKafka) {
       broker = await brokersOrLocal(o.brokers, o.logger, "clipsieve-fidelity-kafka-");
       kafka = createKafkaClient({ clientId: "clipsieve-fidelity", brokers: broker.brokers });
       o.progress(`broker ${broker.brokers.join(",")}${broker.local ? " (local)" : ""}`);
     }
-
+    const profiles: ProfileSummary[] = [];
     const rows: FidelityRow[] = [];
     const warmupRows: WarmupRow[] = [];
     const designRows: DesignRow[] = [];
     let replayExact = true;
-    for (const [order, sim] of sims) {
-      // The topic the records are on (or would be): the emulator gives them its coordinates.
-      const input = `clipsieve-fidelity-${order}-${Math.random().toString(16).slice(2, 8)}`;
-      if (kafka && broker) {
-        inputs.push(input);
-        await ensureTopic(kafka, input, 1);
-        const produced = await produceSimulation(sim, {
-          kafka,
-          topic: input,
-          format: "json",
-          logger: o.logger,
-        });
-        o.progress(`${order}: produced ${produced.sent} records in ${produced.seconds.toFixed(1)} s`);
+    for (const profile of o.profiles) {
+      const sims = new Map(
+        o.orders.map((order) => [
+          order,
+          createSimulation({ count: o.count, dim: o.dim, seed: o.seed, order, profile }),
+        ]),
+      );
+      const first = sims.values().next().value as Simulation;
+      const targetPath = join(workDir, `target-${profile}.npz`);
+      await writeSimulationTarget(first, targetPath, engine);
+      const target = await loadTarget(targetPath);
+
+      // The orders hold the same records (a record depends on its slot, not its position), so one
+      // offline selection serves every order.
+      const tOffline = performance.now();
+      const offline = await offlineSelection(engine, first, target, o.seed);
+      const offlineSeconds = (performance.now() - tOffline) / 1000;
+      o.progress(
+        `${profile}: offline selection ${offline.selected.size} of ${o.count} in ${offlineSeconds.toFixed(0)} s`,
+      );
+      let noiseFloor: number | undefined;
+      let offlineAgain: Float32Array | undefined;
+      if (o.noiseFloor) {
+        const again = await offlineSelection(engine, first, target, o.seed + 1);
+        noiseFloor = jaccard(offline.selected, again.selected);
+        offlineAgain = inKeyOrder(again, offline.keys);
+        o.progress(`${profile}: offline with seed ${o.seed + 1}: Jaccard ${noiseFloor.toFixed(3)}`);
       }
-      for (const window of o.windows) {
-        for (const bank of o.banks) {
-          const draws = streamingDraws(window, bank);
+      profiles.push({
+        profile,
+        offlineAccepted: offline.selected.size / o.count,
+        offlineSeconds,
+        noiseFloor,
+      });
+
+      for (const [order, sim] of sims) {
+        // The topic the records are on (or would be): the emulator gives them its coordinates.
+        const input = `clipsieve-fidelity-${profile}-${order}-${Math.random().toString(16).slice(2, 8)}`;
+        if (kafka && broker) {
+          inputs.push(input);
+          await ensureTopic(kafka, input, 1);
+          const produced = await produceSimulation(sim, {
+            kafka,
+            topic: input,
+            format: "json",
+            logger: o.logger,
+          });
+          o.progress(
+            `${profile} ${order}: produced ${produced.sent} records in ${produced.seconds.toFixed(1)} s`,
+          );
+        }
+        for (const config of grid) {
+          const { window, bank, normaliser } = config;
+          const draws = normaliser === "pool" ? 1 : streamingDraws(window, bank);
           const settings: Omit<EmulateOptions, "primeBank"> = {
             topic: input,
             windowSize: window,
             bankSize: bank,
             draws,
             batchSize: PAPER.batchSize,
+            normaliser,
             tau: PAPER.tau,
             seed: o.seed,
             keep: PAPER.keep,
@@ -321,17 +385,32 @@ export async function runFidelity(o: FidelityOptions): Promise<FidelityReport> {
           const t = performance.now();
           const windows = await emulateFilter(sim, engine, target, { ...settings, primeBank: true });
           const accepted = acceptedUids(windows);
+          const agreement = analyseAgreement({
+            offline,
+            offlineAgain,
+            windows,
+            keyOf: (out) => out.record.uid as string,
+            plan: PAPER_PLAN,
+            warmup: o.warmup,
+          });
           const row: FidelityRow = {
+            profile,
             order,
             window,
             bank,
+            normaliser,
             draws,
-            jaccard: jaccard(accepted, offline),
-            jaccardSteady: jaccard(accepted, offline, bank > 0 ? steadyUids(windows, bank) : undefined),
+            jaccard: agreement.jaccard,
+            jaccardSteady: jaccard(
+              accepted,
+              offline.selected,
+              bank > 0 ? steadyUids(windows, bank) : undefined,
+            ),
             accepted: accepted.size / o.count,
             seconds: (performance.now() - t) / 1000,
+            agreement,
           };
-          if (broker && verify.has(`${window}:${bank}`)) {
+          if (broker && verify.has(key(config))) {
             const tKafka = performance.now();
             const run = await runFilter({
               brokers: broker.brokers,
@@ -344,6 +423,7 @@ export async function runFidelity(o: FidelityOptions): Promise<FidelityReport> {
                 bankSize: bank,
                 draws,
                 batchSize: PAPER.batchSize,
+                normaliser,
                 tau: PAPER.tau,
                 seed: o.seed,
                 keep: PAPER.keep,
@@ -360,61 +440,62 @@ export async function runFidelity(o: FidelityOptions): Promise<FidelityReport> {
             if (!row.kafkaIdentical) {
               throw new ClipsieveError(
                 "CONFIG_INVALID",
-                `fidelity: the emulator's decisions differ from the filter's (${order}, window ${window}, bank ${bank}); its figures cannot stand for the filter's`,
+                `fidelity: the emulator's decisions differ from the filter's (${profile} ${order}, window ${window}, bank ${bank}, ${normaliser}); its figures cannot stand for the filter's`,
               );
             }
           }
           rows.push(row);
           o.progress(
-            `${order} window ${window} bank ${bank} K=${draws}: Jaccard ${row.jaccard.toFixed(3)} ` +
+            `${profile} ${order} window ${window} bank ${bank} ${normaliser} K=${draws}: Jaccard ${row.jaccard.toFixed(3)} ` +
               `(once the bank is full ${row.jaccardSteady.toFixed(3)}), accepted ${(100 * row.accepted).toFixed(1)}%, ` +
               `${row.seconds.toFixed(0)} s` +
               (row.kafkaIdentical ? `; through Kafka identical (${row.kafkaSeconds?.toFixed(0)} s)` : ""),
           );
-          if (window === 4096 && bank === Math.max(...o.banks)) {
-            const firstRecords = new Set<string>();
-            for (const w of windows) {
-              for (const out of w.outcomes)
-                if (firstRecords.size < o.warmup) firstRecords.add(out.record.uid as string);
+          if (config !== featured) continue;
+          const firstRecords = new Set<string>();
+          for (const w of windows) {
+            for (const out of w.outcomes)
+              if (firstRecords.size < o.warmup) firstRecords.add(out.record.uid as string);
+          }
+          for (const mode of ["provisional", "accept", "reject"]) {
+            const decisions = replayWarmup(windows, o.warmup, mode);
+            const acc = new Set([...decisions].filter(([, a]) => a).map(([u]) => u));
+            if (mode === "provisional") {
+              // The filter runs in provisional mode: the replay must give its decisions back.
+              replayExact &&= acc.size === accepted.size && [...acc].every((u) => accepted.has(u));
             }
-            for (const mode of ["provisional", "accept", "reject"]) {
-              const decisions = replayWarmup(windows, o.warmup, mode);
-              const acc = new Set([...decisions].filter(([, a]) => a).map(([u]) => u));
-              if (mode === "provisional") {
-                // The filter runs in provisional mode: the replay must give its decisions back.
-                replayExact &&= acc.size === accepted.size && [...acc].every((u) => accepted.has(u));
-              }
-              warmupRows.push({
-                order,
-                window,
-                bank,
-                mode,
-                jaccard: jaccard(acc, offline),
-                accepted: acc.size / o.count,
-                acceptedInWarmup:
-                  [...firstRecords].filter((u) => acc.has(u)).length / Math.max(1, firstRecords.size),
-              });
-            }
-            if (bank > 0) {
-              const unprimedWindows = await emulateFilter(sim, engine, target, {
-                ...settings,
-                primeBank: false,
-              });
-              const unprimed = acceptedUids(unprimedWindows);
-              const design: DesignRow = {
-                order,
-                window,
-                bank,
-                design: "bank not primed: every window windowSize records from the start",
-                jaccard: jaccard(unprimed, offline),
-                jaccardSteady: jaccard(unprimed, offline, steadyUids(unprimedWindows, bank)),
-                accepted: unprimed.size / o.count,
-              };
-              designRows.push(design);
-              o.progress(
-                `${order} window ${window} bank ${bank}, bank not primed: Jaccard ${design.jaccard.toFixed(3)}`,
-              );
-            }
+            warmupRows.push({
+              profile,
+              order,
+              window,
+              bank,
+              mode,
+              jaccard: jaccard(acc, offline.selected),
+              accepted: acc.size / o.count,
+              acceptedInWarmup:
+                [...firstRecords].filter((u) => acc.has(u)).length / Math.max(1, firstRecords.size),
+            });
+          }
+          if (bank > 0) {
+            const unprimedWindows = await emulateFilter(sim, engine, target, {
+              ...settings,
+              primeBank: false,
+            });
+            const unprimed = acceptedUids(unprimedWindows);
+            const design: DesignRow = {
+              profile,
+              order,
+              window,
+              bank,
+              design: `bank not primed: every window ${window} records from the start (${normaliser})`,
+              jaccard: jaccard(unprimed, offline.selected),
+              jaccardSteady: jaccard(unprimed, offline.selected, steadyUids(unprimedWindows, bank)),
+              accepted: unprimed.size / o.count,
+            };
+            designRows.push(design);
+            o.progress(
+              `${profile} ${order} window ${window} bank ${bank}, bank not primed: Jaccard ${design.jaccard.toFixed(3)}`,
+            );
           }
         }
       }
@@ -424,9 +505,7 @@ export async function runFidelity(o: FidelityOptions): Promise<FidelityReport> {
       dim: o.dim,
       seed: o.seed,
       warmup: o.warmup,
-      offlineAccepted: offline.size / o.count,
-      offlineSeconds,
-      noiseFloor,
+      profiles,
       rows,
       warmupRows,
       replayExact,
@@ -443,42 +522,80 @@ export async function runFidelity(o: FidelityOptions): Promise<FidelityReport> {
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
+const f3 = (x: number) => (Number.isNaN(x) ? "-" : x.toFixed(3));
+
+/** The agreement table's rows (shared with `fidelity --input`). */
+export function agreementLine(a: Agreement): string {
+  return (
+    `${f3(a.stage1Jaccard)} | ${f3(a.stage2Jaccard)} | ${Number.isNaN(a.sketchRankError) ? "-" : `${(100 * a.sketchRankError).toFixed(2)}%`} | ${f3(a.exactCutJaccard)} | ${(a.streamNoise * 1e3).toFixed(2)} / ` +
+    `${Number.isNaN(a.floorNoise) ? "-" : (a.floorNoise * 1e3).toFixed(2)} | ${f3(a.warmupJaccard)} | ` +
+    `${f3(a.afterWarmupJaccard)} | ${a.disagreements} | ${pct(a.firstWindowRate)} | ${pct(a.laterRate)} |`
+  );
+}
+
+export const AGREEMENT_HEADER = [
+  "stage-1 Jaccard | stage 2 on the common stage-1 passers | sketch rank error at the stage-1 cut-off (largest) | exact cut-offs | s-CLIPLoss spread x1e3 (stream-offline / offline-offline) | Jaccard in warm-up | after warm-up | records decided differently | of the first window's records | of the later windows' |",
+  "---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+];
+
 export function formatFidelityReport(r: FidelityReport): string {
   const lines: string[] = [];
   lines.push(
-    `N = ${r.count.toLocaleString("en-US")} simulated records (seed ${r.seed}, D = ${r.dim}). Offline: one pool, ` +
-      `b = ${PAPER.batchSize}, K = ${PAPER.draws}, tau = ${PAPER.tau}, --keep ${PAPER.keep} --then ${PAPER.thenKeep} ` +
-      `-> ${pct(r.offlineAccepted)} accepted (${r.offlineSeconds.toFixed(0)} s).`,
+    `N = ${r.count.toLocaleString("en-US")} simulated records per generator (seed ${r.seed}, D = ${r.dim}). Offline: one pool, ` +
+      `b = ${PAPER.batchSize}, K = ${PAPER.draws}, tau = ${PAPER.tau}, --keep ${PAPER.keep} --then ${PAPER.thenKeep}.`,
+    "",
+    "| generator | offline accepted | offline time | noise floor (offline against offline, another draw seed) |",
+    "| --- | ---: | ---: | ---: |",
   );
-  if (r.noiseFloor !== undefined) {
-    lines.push(`Offline against offline with another draw seed: Jaccard ${r.noiseFloor.toFixed(3)}.`);
+  const floors = new Map<string, number | undefined>();
+  for (const p of r.profiles) {
+    floors.set(p.profile, p.noiseFloor);
+    lines.push(
+      `| ${p.profile} | ${pct(p.offlineAccepted)} | ${p.offlineSeconds.toFixed(0)} s | ${p.noiseFloor === undefined ? "-" : p.noiseFloor.toFixed(3)} |`,
+    );
   }
   lines.push(
-    `Streaming: b = ${PAPER.batchSize}, warm-up ${r.warmup.toLocaleString("en-US")} records (provisional), K as shown. ` +
+    "",
+    `Streaming: b = ${PAPER.batchSize}, warm-up ${r.warmup.toLocaleString("en-US")} records (provisional); normaliser ` +
+      `"draws" with K as shown, "pool" over the whole window + bank scaled to b. "gap": the noise floor minus the Jaccard. ` +
       `"Kafka" marks the configurations also run through the real filter on Kafka, with decisions identical to the emulator's.`,
     "",
-    "| order | window | bank | K | Jaccard | Jaccard once the bank is full | accepted | Kafka |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    "| generator | order | window | bank | normaliser | K | Jaccard | gap | Jaccard once the bank is full | accepted | Kafka |",
+    "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+  );
+  for (const row of r.rows) {
+    const floor = floors.get(row.profile);
+    lines.push(
+      `| ${row.profile} | ${row.order} | ${row.window} | ${row.bank} | ${row.normaliser} | ${row.draws} | ${row.jaccard.toFixed(3)} | ` +
+        `${floor === undefined ? "-" : (floor - row.jaccard).toFixed(3)} | ` +
+        `${row.bank > 0 ? row.jaccardSteady.toFixed(3) : "-"} | ${pct(row.accepted)} | ` +
+        `${row.kafkaIdentical === undefined ? "" : row.kafkaIdentical ? "identical" : "DIFFERENT"} |`,
+    );
+  }
+  lines.push(
+    "",
+    "Where the streaming selection departs from the offline one (src/bench/agreement.ts):",
+    "",
+    `| generator | order | window | bank | normaliser | ${AGREEMENT_HEADER[0]}`,
+    `| --- | --- | ---: | ---: | --- | ${AGREEMENT_HEADER[1]}`,
   );
   for (const row of r.rows) {
     lines.push(
-      `| ${row.order} | ${row.window} | ${row.bank} | ${row.draws} | ${row.jaccard.toFixed(3)} | ` +
-        `${row.bank > 0 ? row.jaccardSteady.toFixed(3) : "-"} | ${pct(row.accepted)} | ` +
-        `${row.kafkaIdentical === undefined ? "" : row.kafkaIdentical ? "identical" : "DIFFERENT"} |`,
+      `| ${row.profile} | ${row.order} | ${row.window} | ${row.bank} | ${row.normaliser} | ${agreementLine(row.agreement)}`,
     );
   }
   if (r.warmupRows.length > 0) {
     lines.push(
       "",
-      `Warm-up modes, window 4096, bank ${r.warmupRows[0].bank} (the policy replayed over the same windows' scores; ` +
+      `Warm-up modes (the policy replayed over the same windows' scores; ` +
         `the replay of the filter's own mode, provisional, ${r.replayExact ? "gives its decisions back exactly" : "DIFFERS from its decisions"}):`,
       "",
-      `| order | warm-up mode | Jaccard | accepted | accepted among the first ${r.warmup.toLocaleString("en-US")} records |`,
-      "| --- | --- | ---: | ---: | ---: |",
+      `| generator | order | window | bank | warm-up mode | Jaccard | accepted | accepted among the first ${r.warmup.toLocaleString("en-US")} records |`,
+      "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |",
     );
     for (const w of r.warmupRows) {
       lines.push(
-        `| ${w.order} | ${w.mode} | ${w.jaccard.toFixed(3)} | ${pct(w.accepted)} | ${pct(w.acceptedInWarmup)} |`,
+        `| ${w.profile} | ${w.order} | ${w.window} | ${w.bank} | ${w.mode} | ${w.jaccard.toFixed(3)} | ${pct(w.accepted)} | ${pct(w.acceptedInWarmup)} |`,
       );
     }
   }
@@ -487,12 +604,12 @@ export function formatFidelityReport(r: FidelityReport): string {
       "",
       "Without priming the bank (how the filter cut windows before; emulator only):",
       "",
-      "| order | window | bank | design | Jaccard | Jaccard once the bank is full | accepted |",
-      "| --- | ---: | ---: | --- | ---: | ---: | ---: |",
+      "| generator | order | window | bank | design | Jaccard | Jaccard once the bank is full | accepted |",
+      "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |",
     );
     for (const d of r.designRows) {
       lines.push(
-        `| ${d.order} | ${d.window} | ${d.bank} | ${d.design} | ${d.jaccard.toFixed(3)} | ${d.jaccardSteady.toFixed(3)} | ${pct(d.accepted)} |`,
+        `| ${d.profile} | ${d.order} | ${d.window} | ${d.bank} | ${d.design} | ${d.jaccard.toFixed(3)} | ${d.jaccardSteady.toFixed(3)} | ${pct(d.accepted)} |`,
       );
     }
   }

@@ -17,6 +17,7 @@ import {
 } from "../kafka/index.ts";
 import { DEFAULT_WARMUP_MODE, DEFAULT_WARMUP_RECORDS, WARMUP_MODES } from "../policy/options.ts";
 import { SCORE_NAMES, scoreNeedsTarget } from "../score/registry.ts";
+import { NORMALISERS } from "../score/types.ts";
 import {
   OUTPUT_TOPICS,
   type OutputTopics,
@@ -67,6 +68,12 @@ export const runConfigSchema = z
     bankSize: z.coerce.number().int().min(0).default(4096).describe("Negative bank rows (0 = none)"),
     draws: positiveInt.default(5).describe("K: seeded draws per window"),
     batchSize: positiveInt.default(8192).describe("b: contrastive batch size"),
+    normaliser: z
+      .enum(NORMALISERS)
+      .default("draws")
+      .describe(
+        "s-CLIPLoss normaliser: draws (K random batches of b, the paper's) or pool (the whole window + bank, scaled to b; closer to an offline selection when the pool is larger than b)",
+      ),
     tau: z.coerce
       .number()
       .positive()

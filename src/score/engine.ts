@@ -394,6 +394,20 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
       return [await sums(image, text), await sums(text, image)];
     }
 
+    const scaleTo = pool.scaleToBatch;
+    if (scaleTo !== undefined) checkPositiveInteger(scaleTo, "pool scaleToBatch");
+    /**
+     * One direction's logsumexp L (in S / tau units) of row `row` over a batch of `b` rows, scaled to
+     * a batch of `scaleTo` rows when the pool asks for it: the diagonal term stays, the b - 1 others
+     * weigh (scaleTo - 1) / (b - 1), i.e. L' = L + log(c + (1 - c) e^(S_ii / tau - L)). The argument
+     * of the log is at least min(c, 1) > 0, since S_ii / tau <= L.
+     */
+    const scaled = (lse: number, row: number, b: number): number => {
+      if (scaleTo === undefined || b === scaleTo || b < 2) return lse;
+      const c = (scaleTo - 1) / (b - 1);
+      return lse + Math.log(c + (1 - c) * Math.exp(Math.min(0, diagonal[row] / tau - lse)));
+    };
+
     // A draw with a single batch holds the whole pool, and every such draw gives the same R (a
     // logsumexp does not depend on the order of its terms): compute it once, not K times.
     const distinctDraws = draws.every((d) => d.length === 1) ? draws.slice(0, 1) : draws;
@@ -420,7 +434,13 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
           const min = fastPathMinimum(b);
           if (sumsUsable(rowSum, s, min) && sumsUsable(colSum, s, min)) {
             for (let p = 0; p < s; p++) {
-              rSum[order[p]] += halfTau * (2 * shift + Math.log(rowSum[p]) + Math.log(colSum[p]));
+              const row = order[p];
+              rSum[row] +=
+                scaleTo === undefined
+                  ? halfTau * (2 * shift + Math.log(rowSum[p]) + Math.log(colSum[p]))
+                  : halfTau *
+                    (scaled(shift + Math.log(rowSum[p]), row, b) +
+                      scaled(shift + Math.log(colSum[p]), row, b));
             }
             continue;
           }
@@ -434,7 +454,13 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
           const min = fastPathMinimum(b);
           if (sumsUsable(rowOut, b, min) && sumsUsable(colSum, b, min)) {
             for (let p = 0; p < s; p++) {
-              rSum[order[p]] += halfTau * (2 * shift + Math.log(rowOut[p]) + Math.log(colSum[p]));
+              const row = order[p];
+              rSum[row] +=
+                scaleTo === undefined
+                  ? halfTau * (2 * shift + Math.log(rowOut[p]) + Math.log(colSum[p]))
+                  : halfTau *
+                    (scaled(shift + Math.log(rowOut[p]), row, b) +
+                      scaled(shift + Math.log(colSum[p]), row, b));
             }
             continue;
           }
@@ -444,7 +470,10 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
           );
         }
         const colLse = await exactBatch(b);
-        for (let p = 0; p < s; p++) rSum[order[p]] += halfTau * (rowOut[p] + colLse[p]);
+        for (let p = 0; p < s; p++) {
+          const row = order[p];
+          rSum[row] += halfTau * (scaled(rowOut[p], row, b) + scaled(colLse[p], row, b));
+        }
       }
     }
 

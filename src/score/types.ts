@@ -16,7 +16,23 @@ export interface Pool {
   bankRows: number;
   image: Float32Array;
   text: Float32Array;
+  /**
+   * Scale each batch's normaliser to a batch of this many rows (the pool normaliser, spec
+   * "Normaliser over the pool"): a row's off-diagonal terms are weighted (b - 1) / (|B| - 1), so a
+   * batch of any size estimates what a random batch of b rows would give. Absent: no scaling (the
+   * paper's draws; its last, smaller batch is not scaled either).
+   */
+  scaleToBatch?: number;
 }
+
+/**
+ * How a window's s-CLIPLoss normaliser R is estimated (docs/streaming.md, "Normaliser").
+ * - `draws`: the paper's: K seeded random partitions of the pool into batches of b, R averaged.
+ * - `pool`: every row's R over the whole pool (window + bank), scaled to a batch of b rows. With a
+ *   pool larger than b it averages over more rows than one batch holds, at a cost linear in the pool.
+ */
+export const NORMALISERS = ["draws", "pool"] as const;
+export type Normaliser = (typeof NORMALISERS)[number];
 
 /** One draw: a partition of the pool's rows 0..n-1 into contrastive batches (row indices). */
 export type Draw = Int32Array[];

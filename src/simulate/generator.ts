@@ -43,6 +43,67 @@ export const DEFAULT_MIX: Readonly<Record<SimKind, number>> = {
   duplicate: 0.18,
 };
 
+/** Mixture of the longtail profile: cleaner pairs, more copies, less boilerplate. */
+export const LONGTAIL_MIX: Readonly<Record<SimKind, number>> = {
+  aligned: 0.3,
+  off_target: 0.2,
+  mismatched: 0.2,
+  boilerplate: 0.1,
+  duplicate: 0.2,
+};
+
+/**
+ * Two worlds of different structure, for studies that must not hold for one generator only.
+ * - `crawl` (the default, the demo's): 24 topics of equal weight, 12 sites, near-copies in clusters of
+ *   2-8, a target set made of the target topics only.
+ * - `longtail`: 240 topics with Zipf popularity (exponent 1.1, so a few topics fill much of the stream
+ *   and most are rare), 60 sites, heavy near-copy clusters (2-40 copies, closer to each other), a wider
+ *   spread of caption quality, and a weakly discriminative target set (35 % of its rows show topics
+ *   outside the target topics, as a target set gathered with some noise does).
+ */
+export const SIM_PROFILES = ["crawl", "longtail"] as const;
+export type SimProfile = (typeof SIM_PROFILES)[number];
+
+interface ProfileShape {
+  topics: number;
+  sites: number;
+  mix: Readonly<Record<SimKind, number>>;
+  /** Squared weight of the content in a caption: uniform in [min, max]. */
+  caption: { min: number; max: number };
+  duplicateCluster: { min: number; max: number };
+  duplicateImageNoise: number;
+  duplicateTextNoise: number;
+  /** Zipf exponent of topic popularity (0: every topic alike). */
+  topicSkew: number;
+  /** Share of the target set's rows that show a topic outside the target topics. */
+  targetStray: number;
+}
+
+const PROFILES: Readonly<Record<SimProfile, ProfileShape>> = {
+  crawl: {
+    topics: 24,
+    sites: 12,
+    mix: DEFAULT_MIX,
+    caption: { min: 0.03, max: 0.16 },
+    duplicateCluster: { min: 2, max: 8 },
+    duplicateImageNoise: 0.15,
+    duplicateTextNoise: 0.05,
+    topicSkew: 0,
+    targetStray: 0,
+  },
+  longtail: {
+    topics: 240,
+    sites: 60,
+    mix: LONGTAIL_MIX,
+    caption: { min: 0.01, max: 0.24 },
+    duplicateCluster: { min: 2, max: 40 },
+    duplicateImageNoise: 0.06,
+    duplicateTextNoise: 0.03,
+    topicSkew: 1.1,
+    targetStray: 0.35,
+  },
+};
+
 export interface SimulationOptions {
   /** Records in the stream. */
   count: number;
@@ -50,10 +111,12 @@ export interface SimulationOptions {
   dim: number;
   seed: number;
   order: SimOrder;
+  /** The world's structure (SIM_PROFILES); default "crawl". Sets the defaults of mix, topics and sites. */
+  profile?: SimProfile;
   mix?: Readonly<Record<SimKind, number>>;
-  /** Topic clusters; the first half are the target set's topics. Default 24. */
+  /** Topic clusters; the first half are the target set's topics. Default 24 (crawl), 240 (longtail). */
   topics?: number;
-  /** Sites; each favours two topics and has its own boilerplate caption. Default 12. */
+  /** Sites; each favours two topics and has its own boilerplate caption. Default 12 (crawl), 60 (longtail). */
   sites?: number;
   /** Bursty order: mean length of a run of one topic or one site. Default 1024. */
   meanRunLength?: number;
@@ -106,11 +169,11 @@ const SUBTOPICS = 8;
 /** The teacher width whose statistics the generator keeps at any D (see randomShare). */
 const EFFECTIVE_DIM = 768;
 const MIN_DIM = 8;
-const DUPLICATE_CLUSTER = { min: 2, max: 8 };
 /** Streams of the generator: the world, the plan, then one per slot / duplicate cluster / target row. */
 const STREAM_WORLD = 0;
 const STREAM_PLAN = 1;
 const STREAM_ORDER = 2;
+const STREAM_POPULARITY = 3;
 const STREAM_SLOT = 1_000;
 const STREAM_CLUSTER = 2 ** 39;
 const STREAM_TARGET = 2 ** 40;
@@ -124,15 +187,11 @@ const W = {
   stockContent: 0.27,
   stockSite: 0.27,
   imageNoise: 0.08,
-  captionMin: 0.03,
-  captionMax: 0.16,
   topic: 0.45,
   subtopic: 0.3,
   detail: 0.25,
   boilerplateMin: 0.2,
   boilerplateMax: 0.35,
-  duplicateImageNoise: 0.15,
-  duplicateTextNoise: 0.05,
 } as const;
 
 const TOPIC_NAMES = [
@@ -228,10 +287,19 @@ interface Slot {
 }
 
 function checkOptions(o: SimulationOptions): Required<SimulationOptions> {
+  const profile = o.profile ?? "crawl";
+  if (!(SIM_PROFILES as readonly string[]).includes(profile)) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      `simulation: profile must be one of ${SIM_PROFILES.join(", ")}, got ${String(profile)}`,
+    );
+  }
+  const shape = PROFILES[profile];
   const full: Required<SimulationOptions> = {
-    mix: DEFAULT_MIX,
-    topics: 24,
-    sites: 12,
+    profile,
+    mix: shape.mix,
+    topics: shape.topics,
+    sites: shape.sites,
     meanRunLength: 1024,
     targetRows: 2048,
     ...o,
@@ -308,6 +376,34 @@ function targetTopicCount(o: Required<SimulationOptions>): number {
   return Math.max(1, Math.floor(o.topics / 2));
 }
 
+/**
+ * Draws a topic in [lo, hi): uniformly without skew (as the crawl profile always has), else with Zipf
+ * weights (rank + 1)^-skew, each topic's rank from a seeded shuffle so that popular topics fall among
+ * target and other topics alike.
+ */
+function topicPicker(
+  o: Required<SimulationOptions>,
+  skew: number,
+  rng: Random,
+): (lo: number, hi: number) => number {
+  if (skew === 0) return (lo, hi) => lo + rng.below(hi - lo);
+  const rank = shuffle(
+    Int32Array.from({ length: o.topics }, (_, i) => i),
+    createRandom(o.seed, STREAM_POPULARITY),
+  );
+  const weight = Array.from(rank, (r) => (r + 1) ** -skew);
+  return (lo, hi) => {
+    let total = 0;
+    for (let t = lo; t < hi; t++) total += weight[t];
+    let u = (total * rng.nextUint32()) / 4294967296;
+    for (let t = lo; t < hi - 1; t++) {
+      u -= weight[t];
+      if (u < 0) return t;
+    }
+    return hi - 1;
+  };
+}
+
 /** Kinds, topics, sites and duplicate clusters of every slot (slot order = generation order). */
 function buildPlan(o: Required<SimulationOptions>, world: World): Slot[] {
   const rng = createRandom(o.seed, STREAM_PLAN);
@@ -320,11 +416,13 @@ function buildPlan(o: Required<SimulationOptions>, world: World): Slot[] {
     counts[order[j % order.length].i]++;
 
   const nTarget = targetTopicCount(o);
+  const shape = PROFILES[o.profile];
   const pick = (lo: number, hi: number) => lo + rng.below(hi - lo);
+  const topicIn = topicPicker(o, shape.topicSkew, rng);
   const topicFor = (kind: SimKind): number => {
-    if (kind === "aligned" || kind === "duplicate") return pick(0, nTarget);
-    if (kind === "off_target") return nTarget < o.topics ? pick(nTarget, o.topics) : pick(0, o.topics);
-    return pick(0, o.topics);
+    if (kind === "aligned" || kind === "duplicate") return topicIn(0, nTarget);
+    if (kind === "off_target") return nTarget < o.topics ? topicIn(nTarget, o.topics) : topicIn(0, o.topics);
+    return topicIn(0, o.topics);
   };
   // A record comes from the site that favours its topic 70% of the time, from any site otherwise.
   const siteFor = (topic: number) => (rng.below(10) < 7 ? world.siteOfTopic[topic] : rng.below(o.sites));
@@ -334,7 +432,7 @@ function buildPlan(o: Required<SimulationOptions>, world: World): Slot[] {
     let left = counts[k];
     while (left > 0) {
       if (kind === "duplicate") {
-        const size = Math.min(left, pick(DUPLICATE_CLUSTER.min, DUPLICATE_CLUSTER.max + 1));
+        const size = Math.min(left, pick(shape.duplicateCluster.min, shape.duplicateCluster.max + 1));
         const topic = topicFor(kind);
         const site = siteFor(topic);
         const cluster = slots.length;
@@ -462,8 +560,14 @@ function imageVector(
   return normalise(f);
 }
 
-function captionVector(world: World, rng: Random, content: Vec, dim: number): Vec {
-  const q2 = uniform(rng, W.captionMin, W.captionMax);
+function captionVector(
+  world: World,
+  rng: Random,
+  content: Vec,
+  dim: number,
+  quality: ProfileShape["caption"],
+): Vec {
+  const q2 = uniform(rng, quality.min, quality.max);
   const noise = 1 - W.gap - W.shared - q2;
   const r = randomShare(dim);
   const g = new Float64Array(dim);
@@ -493,12 +597,13 @@ export function createSimulation(options: SimulationOptions): Simulation {
   const slots = buildPlan(o, world);
   const order = buildOrder(o, slots);
   const { dim } = o;
+  const shape = PROFILES[o.profile];
 
   /** An aligned pair's image and caption, from its own generator (a duplicate cluster shares one). */
   function pairOf(rng: Random, slot: Slot): { image: Vec; text: Vec; caption: string } {
     const content = contentVector(world, rng, slot.topic, dim);
     const image = imageVector(world, rng, content, slot.site, false, dim);
-    const text = captionVector(world, rng, content, dim);
+    const text = captionVector(world, rng, content, dim, shape.caption);
     return { image, text, caption: captionText(rng, slot.topic) };
   }
 
@@ -530,7 +635,9 @@ export function createSimulation(options: SimulationOptions): Simulation {
         image = imageVector(world, rng, content, slot.site, false, dim);
         // A caption of another topic: what a wrong alt text or a scraped neighbour's caption looks like.
         const other = (slot.topic + 1 + rng.below(o.topics - 1)) % o.topics;
-        text = toFloat32(captionVector(world, rng, contentVector(world, rng, other, dim), dim));
+        text = toFloat32(
+          captionVector(world, rng, contentVector(world, rng, other, dim), dim, shape.caption),
+        );
         caption = captionText(rng, other);
         break;
       }
@@ -543,8 +650,8 @@ export function createSimulation(options: SimulationOptions): Simulation {
       }
       case "duplicate": {
         const base = pairOf(createRandom(o.seed, STREAM_CLUSTER + slot.cluster), slot);
-        image = perturbed(base.image, rng, W.duplicateImageNoise, world);
-        text = toFloat32(perturbed(base.text, rng, W.duplicateTextNoise, world));
+        image = perturbed(base.image, rng, shape.duplicateImageNoise, world);
+        text = toFloat32(perturbed(base.text, rng, shape.duplicateTextNoise, world));
         caption = base.caption;
         break;
       }
@@ -583,7 +690,10 @@ export function createSimulation(options: SimulationOptions): Simulation {
       const nTarget = targetTopicCount(o);
       for (let r = 0; r < o.targetRows; r++) {
         const rng = createRandom(o.seed, STREAM_TARGET + r);
-        const topic = r % nTarget;
+        // A stray row (longtail profile) shows one of the other topics.
+        const stray =
+          shape.targetStray > 0 && nTarget < o.topics && rng.nextUint32() / 4294967296 < shape.targetStray;
+        const topic = stray ? nTarget + (r % (o.topics - nTarget)) : r % nTarget;
         const content = contentVector(world, rng, topic, dim);
         data.set(toFloat32(imageVector(world, rng, content, rng.below(o.sites), false, dim)), r * dim);
       }

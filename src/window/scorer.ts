@@ -15,7 +15,7 @@ import { systemClock } from "../common/clock.ts";
 import type { DecodedRecord } from "../common/record.ts";
 import type { ScoringEngine } from "../score/engine.ts";
 import type { ScoreRow } from "../score/registry.ts";
-import type { TargetSet } from "../score/types.ts";
+import type { Normaliser, TargetSet } from "../score/types.ts";
 import { type NotComputed, type RowSelector, scorePoolRows } from "../score/window-scores.ts";
 import { NegativeBank } from "./bank.ts";
 import { planWindow, type RecordedWindow, type WindowPlan } from "./window.ts";
@@ -29,6 +29,8 @@ export interface ScorerSettings {
   draws: number;
   /** b: contrastive batch size. */
   batchSize: number;
+  /** How R is estimated (default "draws", the paper's). */
+  normaliser?: Normaliser;
   tau: number;
   /** Base seed; each window's seed derives from it and the window id. */
   seed: number;
@@ -70,11 +72,11 @@ export class WindowScorer {
 
   /** Plan and score a window. */
   async score(records: DecodedRecord[], { recorded, selector }: ScoreOptions = {}): Promise<ScoredWindow> {
-    const { dim, seed, draws, batchSize, tau, target } = this.settings;
+    const { dim, seed, draws, batchSize, normaliser, tau, target } = this.settings;
     const plan = planWindow(
       records,
       this.bank,
-      { dim, baseSeed: seed, draws, batchSize, tau, plannedAt: this.clock.now() },
+      { dim, baseSeed: seed, draws, batchSize, normaliser, tau, plannedAt: this.clock.now() },
       recorded,
     );
     const { rows, notComputed } = await scorePoolRows(

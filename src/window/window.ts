@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { DecodedRecord, SourceRef } from "../common/record.ts";
 import { makeDraws } from "../score/draws.ts";
-import type { Draw, Pool } from "../score/types.ts";
+import type { Draw, Normaliser, Pool } from "../score/types.ts";
 import type { NegativeBank } from "./bank.ts";
 import { encodeRuns, type SourceRun } from "./ranges.ts";
 
@@ -33,6 +33,8 @@ export interface WindowManifest {
   seed: number;
   draws: number;
   batch_size: number;
+  /** Present when not the paper's draws: "pool" (one batch of the whole pool, scaled to batch_size). */
+  normaliser?: Normaliser;
   tau: number;
   dim: number;
   /** Scored rows, in pool order. */
@@ -70,6 +72,8 @@ export function planWindow(
     baseSeed: number;
     draws: number;
     batchSize: number;
+    /** Default "draws". */
+    normaliser?: Normaliser;
     tau: number;
     /** When the window is planned (ms since the epoch), for its manifest. */
     plannedAt: number;
@@ -100,20 +104,35 @@ export function planWindow(
   const memberRefs = scoredIndex.map((i) => records[i].source);
   const id = recorded?.id ?? windowId(records.map((r) => r.source));
   const seed = recorded?.seed ?? windowSeed(opts.baseSeed, id);
-  const draws = n > 0 ? makeDraws(n, { seed, draws: opts.draws, batchSize: opts.batchSize }) : [];
+  const poolNormaliser = opts.normaliser === "pool";
+  // The pool normaliser: one batch of every row, in pool order (a logsumexp needs no shuffle).
+  const draws =
+    n === 0
+      ? []
+      : poolNormaliser
+        ? [[Int32Array.from({ length: n }, (_, i) => i)]]
+        : makeDraws(n, { seed, draws: opts.draws, batchSize: opts.batchSize });
   return {
     id,
     seed,
     records,
     scoredIndex,
-    pool: { dim, scoredRows: scoredIndex.length, bankRows, image, text },
+    pool: {
+      dim,
+      scoredRows: scoredIndex.length,
+      bankRows,
+      image,
+      text,
+      ...(poolNormaliser ? { scaleToBatch: opts.batchSize } : {}),
+    },
     draws,
     manifest: {
       window_id: id,
       planned_at: opts.plannedAt,
       seed,
-      draws: opts.draws,
+      draws: poolNormaliser ? 1 : opts.draws,
       batch_size: opts.batchSize,
+      ...(poolNormaliser ? { normaliser: "pool" as const } : {}),
       tau: opts.tau,
       dim,
       members: encodeRuns(memberRefs),

@@ -89,3 +89,61 @@ test("the emulator decides every record as the filter does through Kafka", async
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("with the pool normaliser too: the emulator decides and scores every record as the filter does", async () => {
+  const input = uniqueName("emu-pool");
+  await createTopics([input], 1);
+  const sim = createSimulation({ count: 2048, dim: 16, seed: 22, order: "shuffled", profile: "longtail" });
+  await produceSimulation(sim, { kafka: testClient(), topic: input, format: "json" });
+  const dir = mkdtempSync(join(tmpdir(), "clipsieve-emulate-test-"));
+  const engine = await createScoringEngine({ logger: silentLogger });
+  try {
+    const targetPath = join(dir, "target.npz");
+    await writeSimulationTarget(sim, targetPath, engine);
+    // A pool of 512 + 1024 rows, three times b: scaled to batches of 512.
+    const settings = {
+      windowSize: 512,
+      bankSize: 1024,
+      draws: 1,
+      batchSize: 512,
+      normaliser: "pool" as const,
+      tau: 0.01,
+      seed: 3,
+      keep: "s_clip_loss=0.3",
+      thenKeep: "normsim_inf=0.2",
+      warmup: 0,
+    };
+    const real = await runFilter({
+      brokers: testBrokers(),
+      input,
+      expected: 2048,
+      logger: silentLogger,
+      flags: { ...settings, target: targetPath, lingerMs: 3_600_000 },
+    });
+    const target = await loadTarget(targetPath);
+    const emulated = await emulateFilter(sim, engine, target, { ...settings, topic: input, primeBank: true });
+    assert.equal(emulated.length, real.windows.length);
+    emulated.forEach((w, i) => {
+      const r = real.windows[i].outcomes;
+      w.outcomes.forEach((o, j) => {
+        assert.equal(o.decision, r[j].decision, `window ${i}, record ${j}`);
+        assert.deepEqual(o.scores, r[j].scores);
+      });
+    });
+    // The same records with the paper's draws score otherwise: the check above can fail.
+    const drawn = await emulateFilter(sim, engine, target, {
+      ...settings,
+      normaliser: "draws",
+      draws: 2,
+      topic: input,
+      primeBank: true,
+    });
+    const differs = drawn.some((w, i) =>
+      w.outcomes.some((o, j) => o.scores?.s_clip_loss !== real.windows[i].outcomes[j].scores?.s_clip_loss),
+    );
+    assert.ok(differs);
+  } finally {
+    await engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

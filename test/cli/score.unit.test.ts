@@ -84,6 +84,29 @@ test("case2 (N=B=1024, D=512) -> .parquet read with parquet-wasm, within 1e-6", 
   assert.equal(table.getChild("row")!.get(1023), 1023);
 });
 
+test("--normaliser pool: a shard of exactly b rows is one batch (case2's golden values); a larger b scales R up", async () => {
+  const c = loadCase("case2");
+  const shard = await writeShard(dir, c);
+  const same = join(dir, "case2-pool.jsonl");
+  await cli(...scoreArgs(c, shard, same), "--normaliser", "pool", "--batch-size", String(c.n));
+  const rows = readJsonl(await readFile(same, "utf8"));
+  assertClose(column(rows, "s_clip_loss"), c.expected.s_clip_loss, TOL, "case2 pool s_clip_loss");
+  // Scaled to a batch of 4n rows the off-diagonal terms weigh (4n - 1) / (n - 1) > 1: every R grows,
+  // every s-CLIPLoss falls, and by less than tau * log(4n - 1 / (n - 1)) (the most an R can grow).
+  const larger = join(dir, "case2-pool-4n.jsonl");
+  await cli(...scoreArgs(c, shard, larger), "--normaliser", "pool", "--batch-size", String(4 * c.n));
+  const scaled = column(readJsonl(await readFile(larger, "utf8")), "s_clip_loss");
+  const bound = c.tau * Math.log((4 * c.n - 1) / (c.n - 1));
+  scaled.forEach((v, i) => {
+    const drop = c.expected.s_clip_loss[i] - v;
+    assert.ok(drop > 0 && drop <= bound + 1e-6, `row ${i}: drop ${drop}, bound ${bound}`);
+  });
+  await assert.rejects(
+    cli(...scoreArgs(c, shard, larger), "--normaliser", "pool", "--partitions", goldenPath("case2")),
+    /no draws for --partitions to fix/,
+  );
+});
+
 test("case3 with a target .npy -> .arrow within 1e-6, then the two-stage select matches exactly", async () => {
   const c = loadCase("case3");
   const shard = await writeShard(dir, c);

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ClipsieveError } from "../../src/common/errors.ts";
+import { ClipsieveError, isClipsieveError } from "../../src/common/errors.ts";
 import { configFromEnv, resolveRunConfig } from "../../src/pipeline/config.ts";
 import { resolveSettings } from "../../src/pipeline/settings.ts";
 import type { TargetSet } from "../../src/score/types.ts";
@@ -158,10 +158,17 @@ test("the window cut and the scorer get the configured sizes", () => {
     bankSize: 50,
     draws: 3,
     batchSize: 64,
+    normaliser: "draws",
     tau: 0.05,
     seed: 9,
     target: undefined,
   });
+  const pooled = resolveSettings(config({ normaliser: "pool" }));
+  assert.equal(pooled.scorer.normaliser, "pool");
+  assert.throws(
+    () => config({ normaliser: "mean" }),
+    (err: unknown) => isClipsieveError(err) && /normaliser/.test(err.message),
+  );
 });
 
 test("scoreAll: off by default (NormSim_inf for stage-1 passers only); on from the flag, the variable or the file", () => {

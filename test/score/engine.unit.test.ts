@@ -95,6 +95,64 @@ describe("s-CLIPLoss", () => {
     );
   });
 
+  it("the pool normaliser: one batch of the whole pool, each direction scaled to a batch of b rows", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 0, max: 40 }),
+        fc.integer({ min: 2, max: 200 }),
+        fc.integer({ min: 0, max: 1000 }),
+        fc.constantFrom(0.01, 0.05, 0.2),
+        async (scoredRows, bankRows, scaleTo, seed, tau) => {
+          const d = 8;
+          const n = scoredRows + bankRows;
+          const rand = mulberry(seed);
+          const image = unitRows(Array.from({ length: n * d }, rand), n, d);
+          const text = unitRows(Array.from({ length: n * d }, rand), n, d);
+          const pool: Pool = { dim: d, scoredRows, bankRows, image, text, scaleToBatch: scaleTo };
+          const whole: Draw[] = [[Int32Array.from({ length: n }, (_, i) => i)]];
+          // Float64, written from the definition: the diagonal term once, the n - 1 others each
+          // weighted (b - 1) / (n - 1), in both directions, half each.
+          const c = n > 1 ? (scaleTo - 1) / (n - 1) : 1;
+          const expected = Array.from({ length: scoredRows }, (_, i) => {
+            let rowSum = 0;
+            let colSum = 0;
+            for (let j = 0; j < n; j++) {
+              const w = j === i ? 1 : c;
+              rowSum += w * Math.exp(dot64(image, i, text, j, d) / tau);
+              colSum += w * Math.exp(dot64(image, j, text, i, d) / tau);
+            }
+            return (tau / 2) * (Math.log(rowSum) + Math.log(colSum));
+          });
+          for (const e of [engine, small]) {
+            const result = await e.sClipLoss(pool, whole, tau);
+            assert.ok(
+              maxAbsDiff(result.normaliser, expected) < 2e-5,
+              `n ${n}, b ${scaleTo}, tau ${tau}: ${maxAbsDiff(result.normaliser, expected)}`,
+            );
+          }
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("the pool normaliser of a pool of exactly b rows is the unscaled one", async () => {
+    const d = 8;
+    const n = 24;
+    const rand = mulberry(7);
+    const image = unitRows(Array.from({ length: n * d }, rand), n, d);
+    const text = unitRows(Array.from({ length: n * d }, rand), n, d);
+    const whole: Draw[] = [[Int32Array.from({ length: n }, (_, i) => i)]];
+    const plain = await engine.sClipLoss({ dim: d, scoredRows: 6, bankRows: 18, image, text }, whole, 0.05);
+    const scaled = await engine.sClipLoss(
+      { dim: d, scoredRows: 6, bankRows: 18, image, text, scaleToBatch: n },
+      whole,
+      0.05,
+    );
+    assert.ok(maxAbsDiff(scaled.normaliser, plain.normaliser) < 1e-6);
+  });
+
   it("averages R over K draws", async () => {
     await fc.assert(
       fc.asyncProperty(poolCase, fc.integer({ min: 2, max: 4 }), async (c, k) => {

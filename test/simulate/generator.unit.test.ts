@@ -14,6 +14,7 @@ import { createScoringEngine } from "../../src/score/engine.ts";
 import {
   createSimulation,
   DEFAULT_MIX,
+  LONGTAIL_MIX,
   SIM_KINDS,
   type SimKind,
   type SimRecord,
@@ -200,6 +201,7 @@ test("bad options are configuration errors that name the option", () => {
     [{ count: -1 }, /count/],
     [{ order: "sorted" }, /order must be one of shuffled, bursty/],
     [{ mix: { ...DEFAULT_MIX, aligned: 0.5 } }, /add up to 1/],
+    [{ profile: "webvid" }, /profile must be one of crawl, longtail/],
   ];
   for (const [override, message] of cases) {
     assert.throws(
@@ -207,4 +209,75 @@ test("bad options are configuration errors that name the option", () => {
       (err: unknown) => isClipsieveError(err) && err.code === "CONFIG_INVALID" && message.test(err.message),
     );
   }
+});
+
+test("longtail profile: Zipf topic popularity, its mix, near-copy clusters larger than crawl's", () => {
+  const count = 20_000;
+  const sim = createSimulation({ count, dim: 16, seed: 5, order: "shuffled", profile: "longtail" });
+  assert.equal(sim.options.topics, 240);
+  assert.equal(sim.options.sites, 60);
+  const records = [...sim.records()];
+  const counted = byKind(records, () => 1);
+  for (const kind of SIM_KINDS) {
+    assert.ok(
+      Math.abs(counted[kind].length - count * LONGTAIL_MIX[kind]) <= 1,
+      `${kind}: ${counted[kind].length}`,
+    );
+  }
+  // Popularity: the busiest topic holds many times the records of the median one.
+  const perTopic = new Array(240).fill(0);
+  for (const r of records) perTopic[r.topic]++;
+  const sorted = [...perTopic].sort((a, b) => a - b);
+  const median = sorted[120];
+  assert.ok(sorted[239] > 10 * Math.max(1, median), `busiest ${sorted[239]}, median ${median}`);
+  // Near-copy clusters (same topic, site and caption): some larger than crawl's 8, found by their
+  // images (cosine > 0.9 to the cluster's first record).
+  const clusters = new Map<string, SimRecord[]>();
+  for (const r of records) {
+    if (r.kind !== "duplicate") continue;
+    const key = `${r.topic}|${r.site}|${r.text}`;
+    clusters.set(key, [...(clusters.get(key) ?? []), r]);
+  }
+  const largest = Math.max(
+    ...[...clusters.values()].map(
+      (c) => c.filter((r) => dot(r.imageEmbedding, c[0].imageEmbedding) > 0.9).length,
+    ),
+  );
+  assert.ok(largest > 8, `largest near-copy cluster ${largest}`);
+  const crawl = createSimulation({ count, dim: 16, seed: 5, order: "shuffled" });
+  const crawlClusters = new Map<string, number>();
+  for (const r of crawl.records()) {
+    if (r.kind === "duplicate") {
+      const key = `${r.topic}|${r.site}|${r.text}`;
+      crawlClusters.set(key, (crawlClusters.get(key) ?? 0) + 1);
+    }
+  }
+  assert.ok(Math.max(...crawlClusters.values()) < largest);
+});
+
+test("longtail profile: its target set tells aligned from off-target pairs less well than crawl's", () => {
+  const gap = (profile: "crawl" | "longtail") => {
+    const sim = createSimulation({
+      count: 1000,
+      dim: 128,
+      seed: 4,
+      order: "shuffled",
+      targetRows: 256,
+      profile,
+    });
+    const target = sim.targetEmbeddings();
+    const normSimInf = (image: Float32Array) => {
+      let best = 0;
+      for (let m = 0; m < target.rows; m++) {
+        best = Math.max(best, Math.abs(dot(image, target.data.subarray(m * 128, (m + 1) * 128))));
+      }
+      return best;
+    };
+    const ns = byKind([...sim.records()], (r) => normSimInf(r.imageEmbedding));
+    return mean(ns.aligned) - mean(ns.off_target);
+  };
+  const crawl = gap("crawl");
+  const longtail = gap("longtail");
+  assert.ok(longtail > 0, `longtail ${longtail}`);
+  assert.ok(longtail < crawl - 0.02, `crawl ${crawl}, longtail ${longtail}`);
 });

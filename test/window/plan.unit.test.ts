@@ -76,6 +76,22 @@ describe("planWindow", () => {
     assert.deepEqual([...plan.pool.text], [-1, -2, -3, -4, -5, -6, -7, -8, -9, -10]);
   });
 
+  it("the pool normaliser: one draw of one batch, every pool row in pool order, scaled to b", () => {
+    const plan = planWindow(fourRecords(), twoRowBank(), { ...OPTS, normaliser: "pool" });
+    assert.equal(plan.draws.length, 1);
+    assert.equal(plan.draws[0].length, 1);
+    assert.deepEqual([...plan.draws[0][0]], [0, 1, 2, 3, 4]);
+    assert.equal(plan.pool.scaleToBatch, OPTS.batchSize);
+    assert.equal(plan.manifest.normaliser, "pool");
+    assert.equal(plan.manifest.draws, 1);
+    assert.equal(plan.manifest.batch_size, OPTS.batchSize);
+    // The paper's draws: no scaling, no normaliser in the manifest (manifests as before).
+    const drawn = planWindow(fourRecords(), twoRowBank(), OPTS);
+    assert.equal(drawn.pool.scaleToBatch, undefined);
+    assert.equal("normaliser" in drawn.manifest, false);
+    assert.equal(drawn.draws.length, 3);
+  });
+
   it("makes K draws, each a partition of the 5 pool rows into batches of at most b", () => {
     const plan = planWindow(fourRecords(), twoRowBank(), OPTS);
     assert.equal(plan.draws.length, 3);

@@ -42,6 +42,11 @@ export function registerBenchE2eCommand(program: Command): void {
       "instead: the filter with the 2,048-row target, then with clustered targets of these sizes (e.g. 100000,1000000,2100000), first adapter only",
       integerListOption("--target-rows", 1),
     )
+    .option(
+      "--pool-banks <list>",
+      "instead: the filter with its defaults, then with --normaliser pool and these bank sizes (e.g. 8192,12288), first adapter only",
+      integerListOption("--pool-banks", 0),
+    )
     .option("--json", "print one JSON object instead of text")
     .action(
       async (opts: {
@@ -53,6 +58,7 @@ export function registerBenchE2eCommand(program: Command): void {
         repeats: number;
         kafkaClient?: KafkaAdapterName[];
         targetRows?: number[];
+        poolBanks?: number[];
         json?: boolean;
       }) => {
         quietKafkajsNotices();
@@ -70,6 +76,7 @@ export function registerBenchE2eCommand(program: Command): void {
           repeats: opts.repeats,
           adapters: opts.kafkaClient,
           ...(opts.targetRows ? { targetRows: opts.targetRows } : {}),
+          ...(opts.poolBanks ? { poolBanks: opts.poolBanks } : {}),
           logger,
           progress: (line) => process.stderr.write(`${line}\n`),
         });

@@ -1,77 +1,186 @@
 /**
- * `clipsieve fidelity`: the streaming filter's accepted set against the paper's offline selection on
- * one simulated pool, for several window and bank sizes and both record orders (BENCHMARKS.md,
- * "Fidelity to the paper").
+ * `clipsieve fidelity`: the streaming filter's accepted set against the paper's offline selection.
+ * Without --input: the study on simulated pools of two generators, for several window, bank and
+ * normaliser settings and both record orders (BENCHMARKS.md, "Fidelity to the paper"). With --input:
+ * the same comparison on the first --limit records of a user's topic, with run's settings.
  */
 import type { Command } from "commander";
 import { FIDELITY_DEFAULTS, formatFidelityReport, runFidelity } from "../../bench/fidelity.ts";
+import { formatTopicFidelity } from "../../bench/fidelity-format.ts";
+import { runTopicFidelity } from "../../bench/fidelity-topic.ts";
 import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
+import { createDecoder } from "../../decode/decoder.ts";
+import { resolveKafkaAccess } from "../../kafka/index.ts";
+import { createLakeKafka } from "../../lake/kafka.ts";
+import { configFromEnv, KAFKA_ACCESS_KEYS, resolveConfigSubset } from "../../pipeline/config.ts";
+import { resolveScoring, SCORING_KEYS } from "../../pipeline/settings.ts";
+import { createScoringEngine } from "../../score/engine.ts";
+import { loadTarget, targetLoadOptions } from "../../score/target-set.ts";
+import { NORMALISERS, type Normaliser } from "../../score/types.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
-import { SIM_ORDERS, type SimOrder } from "../../simulate/generator.ts";
-import { integerListOption, integerOption } from "../flags.ts";
+import { SIM_ORDERS, SIM_PROFILES, type SimOrder, type SimProfile } from "../../simulate/generator.ts";
+import { addConfigFlags } from "../config-flags.ts";
+import { integerListOption, integerOption, parseBrokers, parseInteger } from "../flags.ts";
 
-function orders(text: string): SimOrder[] {
-  return text.split(",").map((o) => {
-    if (!(SIM_ORDERS as readonly string[]).includes(o)) {
-      throw new ClipsieveError(
-        "CONFIG_INVALID",
-        `--orders ${text}: each must be one of ${SIM_ORDERS.join(", ")}`,
-      );
-    }
-    return o as SimOrder;
-  });
+/** `run`'s options that `fidelity --input` takes with the same meaning and defaults. */
+const TOPIC_KEYS = [
+  ...SCORING_KEYS,
+  ...KAFKA_ACCESS_KEYS,
+  "format",
+  "schemaRegistry",
+  "device",
+  "threads",
+] as const;
+
+function listOf<T extends string>(flag: string, allowed: readonly T[]) {
+  return (text: string): T[] =>
+    text.split(",").map((v) => {
+      if (!(allowed as readonly string[]).includes(v)) {
+        throw new ClipsieveError(
+          "CONFIG_INVALID",
+          `${flag} ${text}: each must be one of ${allowed.join(", ")}`,
+        );
+      }
+      return v as T;
+    });
 }
 
 export function registerFidelityCommand(program: Command): void {
   const d = FIDELITY_DEFAULTS;
-  program
+  const command = program
     .command("fidelity")
     .description(
-      "Compare the streaming filter's accepted set with the paper's offline selection on a simulated pool (minutes; starts a local broker unless --brokers)",
+      "Compare the streaming filter's accepted set with the paper's offline selection: on simulated pools (minutes; starts a local broker unless --brokers), or on the first --limit records of a topic (--input)",
     )
-    .option("--brokers <list>", "use these Kafka brokers instead of starting a local one")
-    .option("--count <n>", "simulated records", integerOption("--count", 1), d.count)
     .option(
-      "--dim <d>",
-      "embedding dimension (cost, not statistics: see the generator)",
-      integerOption("--dim", 8),
-      d.dim,
+      "--input <topic>",
+      "check a topic of input records instead of simulated pools (with run's settings)",
     )
-    .option("--seed <s>", "simulation and draw seed", integerOption("--seed", 0), d.seed)
-    .option("--orders <list>", "record orders", orders, d.orders)
+    .option(
+      "--limit <n>",
+      "with --input: records to read from the start of the topic",
+      integerOption("--limit", 1),
+      65_536,
+    )
+    .option(
+      "--offline-draws <k>",
+      "with --input: K of the offline reference",
+      integerOption("--offline-draws", 1),
+      10,
+    )
+    .option(
+      "--brokers <list>",
+      "Kafka brokers (with --input: required; else instead of starting a local one)",
+    )
+    .option("--count <n>", "simulated records per generator", integerOption("--count", 1), d.count)
+    .option("--profiles <list>", "simulated generators", listOf("--profiles", SIM_PROFILES), d.profiles)
+    .option("--orders <list>", "record orders", listOf("--orders", SIM_ORDERS), d.orders)
     .option("--windows <list>", "window sizes", integerListOption("--windows", 1), d.windows)
     .option("--banks <list>", "negative bank sizes", integerListOption("--banks", 0), d.banks)
     .option(
-      "--verify <pairs>",
-      "window:bank configurations also run through the real filter on Kafka, comma-separated ('none' for none)",
+      "--normalisers <list>",
+      "s-CLIPLoss normalisers",
+      listOf("--normalisers", NORMALISERS),
+      d.normalisers,
+    )
+    .option(
+      "--verify <configs>",
+      "window:bank[:normaliser] configurations also run through the real filter on Kafka, comma-separated ('none' for none)",
       (t: string) => (t === "none" ? [] : t.split(",")),
       d.verify,
     )
-    .option("--warmup <n>", "warm-up records of the filter", integerOption("--warmup", 0), d.warmup)
     .option("--no-noise-floor", "skip the second offline selection (another draw seed)")
-    .option("--json", "print the report as JSON")
-    .action(async (opts: Record<string, unknown>) => {
-      const logger = createLogger("fidelity", process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
-      quietKafkajsNotices();
-      // Ctrl-C or SIGTERM: exit through process.exit, whose "exit" hook stops the local broker.
-      const exitOnSignal = () => process.exit(130);
-      process.once("SIGINT", exitOnSignal);
-      process.once("SIGTERM", exitOnSignal);
-      const report = await runFidelity({
-        brokers: opts.brokers as string | undefined,
-        count: opts.count as number,
-        dim: opts.dim as number,
-        seed: opts.seed as number,
-        orders: opts.orders as SimOrder[],
-        windows: opts.windows as number[],
-        banks: opts.banks as number[],
-        verify: opts.verify as string[],
-        warmup: opts.warmup as number,
-        noiseFloor: opts.noiseFloor !== false,
-        logger,
-        progress: (line) => process.stderr.write(`${line}\n`),
-      });
-      console.log(opts.json ? JSON.stringify(report) : formatFidelityReport(report));
+    .option("--json", "print the report as JSON");
+  addConfigFlags(command, TOPIC_KEYS, { configFile: false }).action(async (opts: Record<string, unknown>) => {
+    const logger = createLogger("fidelity", process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
+    quietKafkajsNotices();
+    // Ctrl-C or SIGTERM: exit through process.exit, whose "exit" hook stops the local broker.
+    const exitOnSignal = () => process.exit(130);
+    process.once("SIGINT", exitOnSignal);
+    process.once("SIGTERM", exitOnSignal);
+    const progress = (line: string) => process.stderr.write(`${line}\n`);
+    if (opts.input !== undefined) {
+      await checkTopic(opts, logger, progress);
+      return;
+    }
+    // --dim, --seed and --warmup are run's flags (below); the study reads them with its own defaults.
+    const int = (flag: string, value: unknown, fallback: number, min: number) =>
+      value === undefined ? fallback : parseInteger(flag, String(value), min);
+    const report = await runFidelity({
+      brokers: opts.brokers as string | undefined,
+      count: opts.count as number,
+      dim: int("--dim", opts.dim, d.dim, 8),
+      seed: int("--seed", opts.seed, d.seed, 0),
+      profiles: opts.profiles as SimProfile[],
+      orders: opts.orders as SimOrder[],
+      windows: opts.windows as number[],
+      banks: opts.banks as number[],
+      normalisers: opts.normalisers as Normaliser[],
+      verify: opts.verify as string[],
+      warmup: int("--warmup", opts.warmup, d.warmup, 0),
+      noiseFloor: opts.noiseFloor !== false,
+      logger,
+      progress,
     });
+    console.log(opts.json ? JSON.stringify(report) : formatFidelityReport(report));
+  });
+}
+
+/** --input: the user's topic, with run's scoring settings (flags, CLIPSIEVE_* variables, defaults). */
+async function checkTopic(
+  opts: Record<string, unknown>,
+  logger: ReturnType<typeof createLogger>,
+  progress: (line: string) => void,
+): Promise<void> {
+  if (opts.brokers === undefined) {
+    throw new ClipsieveError("CONFIG_INVALID", "--input needs --brokers: the topic's Kafka cluster");
+  }
+  // Run's flags only: the study's own options are not configuration keys.
+  const keys: readonly string[] = TOPIC_KEYS;
+  const flags = Object.fromEntries(Object.entries(opts).filter(([k]) => keys.includes(k)));
+  const config = resolveConfigSubset(TOPIC_KEYS, {
+    env: configFromEnv(),
+    flags: { ...flags, thenKeep: opts.then },
+  });
+  if (!config.keep && !config.threshold) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      "fidelity --input needs the policy to compare: --keep (and --then, --threshold) as run takes them",
+    );
+  }
+  const access = resolveKafkaAccess(config);
+  const target = config.target ? await loadTarget(config.target, targetLoadOptions(config)) : undefined;
+  const scoring = resolveScoring(config, { target });
+  const engine = await createScoringEngine({ device: config.device, logger, threads: config.threads });
+  const decoder = await createDecoder(
+    {
+      format: config.format,
+      schemaRegistryUrl: config.schemaRegistry,
+      schemaRegistryAuth: access.registry,
+      expectedDim: scoring.dim,
+      expectedModel: scoring.model,
+    },
+    { logger },
+  );
+  try {
+    const report = await runTopicFidelity({
+      kafka: createLakeKafka(parseBrokers(opts.brokers as string), "clipsieve-fidelity", logger, access),
+      topic: opts.input as string,
+      limit: opts.limit as number,
+      scoring,
+      rules: { keep: config.keep, thenKeep: config.thenKeep, threshold: config.threshold },
+      target,
+      engine,
+      decode: (raws) => decoder.decodeBatch(raws),
+      offlineDraws: opts.offlineDraws as number,
+      noiseFloor: opts.noiseFloor !== false,
+      logger,
+      progress,
+    });
+    console.log(opts.json ? JSON.stringify(report) : formatTopicFidelity(report));
+  } finally {
+    await decoder.close();
+    await engine.close();
+  }
 }

@@ -16,7 +16,7 @@ import { createScoringEngine, DEVICES, type ScoringEngine } from "../../score/en
 import { normaliseRows } from "../../score/normalise.ts";
 import { SCORE_NAMES, type ScoreName } from "../../score/registry.ts";
 import { type LoadedTarget, loadTarget, UNKNOWN_MODEL } from "../../score/target-set.ts";
-import type { Device, Draw } from "../../score/types.ts";
+import { type Device, type Draw, NORMALISERS, type Normaliser } from "../../score/types.ts";
 import { scorePoolColumns } from "../../score/window-scores.ts";
 import { parseInteger, parseNumber } from "../flags.ts";
 import { createProgress } from "../progress.ts";
@@ -35,9 +35,20 @@ interface ScoreOptions {
   draws: string;
   seed: string;
   partitions?: string;
+  normaliser: string;
   device: string;
   model?: string;
   out: string;
+}
+
+function parseNormaliser(text: string): Normaliser {
+  if (!(NORMALISERS as readonly string[]).includes(text)) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      `--normaliser ${text}: expected one of ${NORMALISERS.join(", ")}`,
+    );
+  }
+  return text as Normaliser;
 }
 
 export function parseDevice(text: string): Device {
@@ -98,6 +109,7 @@ interface ScoreSettings {
   batchSize: number;
   draws: number;
   seed: number;
+  normaliser: Normaliser;
   device: Device;
 }
 
@@ -109,6 +121,7 @@ function parseSettings(opts: ScoreOptions): ScoreSettings {
     // every shard's seed (--seed + i) must stay an exact integer
     seed: parseInteger("--seed", opts.seed, 0, Number.MAX_SAFE_INTEGER - opts.embeddings.length),
     device: parseDevice(opts.device),
+    normaliser: parseNormaliser(opts.normaliser),
   };
 }
 
@@ -208,11 +221,19 @@ async function scoreShard(
   draws: (n: number) => Draw[],
   tau: number,
   target: LoadedTarget | undefined,
+  scaleToBatch?: number,
 ): Promise<ShardScores> {
   const { image, text } = await readShard(file, opts.imageKey, opts.textKey);
   if (target && opts.target) checkTarget(target, opts.target, file, image.dim);
   const n = image.rows;
-  const pool = { dim: image.dim, scoredRows: n, bankRows: 0, image: image.data, text: text.data };
+  const pool = {
+    dim: image.dim,
+    scoredRows: n,
+    bankRows: 0,
+    image: image.data,
+    text: text.data,
+    ...(scaleToBatch === undefined ? {} : { scaleToBatch }),
+  };
   return { rows: n, scores: await scorePoolColumns(engine, pool, draws(n), tau, target) };
 }
 
@@ -226,6 +247,12 @@ async function runScore(opts: ScoreOptions): Promise<void> {
     throw new ClipsieveError(
       "CONFIG_INVALID",
       `${shards.length} --embeddings files but ${opts.metadata.length} --metadata files: give one metadata file per shard, in the same order`,
+    );
+  }
+  if (settings.normaliser === "pool" && opts.partitions) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      "--normaliser pool takes every row of a shard as one batch: it has no draws for --partitions to fix",
     );
   }
   if (opts.partitions && shards.length !== 1) {
@@ -258,14 +285,17 @@ async function runScore(opts: ScoreOptions): Promise<void> {
     const shardNames: string[] = [];
     for (const [index, file] of shards.entries()) {
       const draws = (n: number): Draw[] =>
-        fixedBatches
-          ? drawsFromBatches(fixedBatches, n)
-          : makeDraws(n, {
-              seed: shardSeed(settings.seed, index),
-              draws: settings.draws,
-              batchSize: settings.batchSize,
-            });
-      const scores = await scoreShard(engine, file, opts, draws, settings.tau, target);
+        settings.normaliser === "pool"
+          ? [[Int32Array.from({ length: n }, (_, i) => i)]]
+          : fixedBatches
+            ? drawsFromBatches(fixedBatches, n)
+            : makeDraws(n, {
+                seed: shardSeed(settings.seed, index),
+                draws: settings.draws,
+                batchSize: settings.batchSize,
+              });
+      const scaleTo = settings.normaliser === "pool" ? settings.batchSize : undefined;
+      const scores = await scoreShard(engine, file, opts, draws, settings.tau, target, scaleTo);
       if (opts.metadata) scores.uids = await readUids(opts.metadata[index], file, scores.rows);
       parts.push(scores);
       shardNames.push(basename(file));
@@ -276,9 +306,12 @@ async function runScore(opts: ScoreOptions): Promise<void> {
     const columns = assembleColumns(parts, shardNames);
     await writeTable(opts.out, columns);
     const total = parts.reduce((n, p) => n + p.rows, 0);
-    const how = fixedBatches
-      ? `draws from ${opts.partitions}`
-      : `K=${settings.draws}, b=${settings.batchSize}, seed=${settings.seed}`;
+    const how =
+      settings.normaliser === "pool"
+        ? `pool normaliser scaled to b=${settings.batchSize}`
+        : fixedBatches
+          ? `draws from ${opts.partitions}`
+          : `K=${settings.draws}, b=${settings.batchSize}, seed=${settings.seed}`;
     console.log(
       `scored ${total} rows in ${shards.length} shard(s) (${how}, tau=${settings.tau}${target ? `, target ${target.contentHash.slice(0, 12)}` : ""}) -> ${opts.out}`,
     );
@@ -336,6 +369,11 @@ export function registerScoreCommand(program: Command): void {
     .option("--draws <k>", "number of random partitions (K)", "10")
     .option("--seed <n>", "draw seed; shard i (0-based) is drawn with seed + i", "0")
     .option("--partitions <draws.json>", "explicit draws (golden-file `batches` format); one shard only")
+    .option(
+      "--normaliser <name>",
+      "draws (the paper's K partitions) or pool (each shard as one batch, scaled to --batch-size; as run --normaliser pool)",
+      "draws",
+    )
     .option("--device <device>", "execution provider: cpu | cuda | webgpu", "cpu")
     .option("--model <teacher>", "teacher of the embeddings; a target made with another teacher is an error")
     .requiredOption("--out <file>", "scores table: .parquet, .arrow or .jsonl")

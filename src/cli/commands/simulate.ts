@@ -7,7 +7,14 @@ import { type Command, Option } from "commander";
 import { createLogger } from "../../common/logger.ts";
 import { createScoringEngine } from "../../score/engine.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
-import { createSimulation, SIM_KINDS, SIM_ORDERS, type SimOrder } from "../../simulate/generator.ts";
+import {
+  createSimulation,
+  SIM_KINDS,
+  SIM_ORDERS,
+  SIM_PROFILES,
+  type SimOrder,
+  type SimProfile,
+} from "../../simulate/generator.ts";
 import { ensureTopic, produceSimulation, simulatorKafka } from "../../simulate/producer.ts";
 import { writeSimulationTarget } from "../../simulate/target.ts";
 import { integerOption, numberOption, parseBrokers } from "../flags.ts";
@@ -23,6 +30,7 @@ interface SimulateFlags {
   format: "json" | "avro";
   schemaRegistry?: string;
   order: SimOrder;
+  profile: SimProfile;
   partitions: number;
   targetOut?: string;
 }
@@ -52,6 +60,11 @@ export function registerSimulateCommand(program: Command): void {
           .choices(SIM_ORDERS)
           .default("shuffled"),
       )
+      .addOption(
+        new Option("--profile <profile>", "the world's structure: crawl, or longtail (docs/demo.md)")
+          .choices(SIM_PROFILES)
+          .default("crawl"),
+      )
       .option(
         "--partitions <n>",
         "partitions of the topic when it is created",
@@ -63,7 +76,13 @@ export function registerSimulateCommand(program: Command): void {
     quietKafkajsNotices();
     const logger = createLogger("simulate");
     const access = kafkaAccessOf(opts as unknown as Record<string, unknown>);
-    const sim = createSimulation({ count: opts.count, dim: opts.dim, seed: opts.seed, order: opts.order });
+    const sim = createSimulation({
+      count: opts.count,
+      dim: opts.dim,
+      seed: opts.seed,
+      order: opts.order,
+      profile: opts.profile,
+    });
     const targetPath = resolve(opts.targetOut ?? `${opts.topic}.target.npz`);
     const engine = await createScoringEngine({ logger });
     try {
