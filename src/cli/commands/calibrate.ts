@@ -6,7 +6,6 @@ import { writeFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
-import { createDecoder } from "../../decode/decoder.ts";
 import { writeFileAtomic } from "../../io/files.ts";
 import { type KafkaAccess, resolveKafkaAccess } from "../../kafka/index.ts";
 import {
@@ -19,13 +18,12 @@ import {
 import { createLakeKafka } from "../../lake/kafka.ts";
 import { parseScoreSource } from "../../lake/score-records.ts";
 import { configFromEnv, KAFKA_ACCESS_KEYS, resolveConfigSubset } from "../../pipeline/config.ts";
-import { policySpecOf, resolveScoring, SCORING_KEYS } from "../../pipeline/settings.ts";
+import { policySpecOf, SCORING_KEYS } from "../../pipeline/settings.ts";
 import { describePolicy, type PolicySpec } from "../../policy/index.ts";
-import { createScoringEngine } from "../../score/engine.ts";
-import { loadTarget, targetLoadOptions } from "../../score/target-set.ts";
 import { WindowScorer } from "../../window/scorer.ts";
 import { addConfigFlags } from "../config-flags.ts";
 import { parseBrokers, parseInteger } from "../flags.ts";
+import { openInputScoring } from "../input-scoring.ts";
 
 /** `run`'s options that `calibrate` takes with the same meaning, defaults and environment variables. */
 const CALIBRATE_KEYS = [
@@ -121,27 +119,12 @@ async function makeInputScoring(
   access: KafkaAccess,
   logger: ReturnType<typeof createLogger>,
 ): Promise<InputScoring> {
-  const target = config.target ? await loadTarget(config.target, targetLoadOptions(config)) : undefined;
-  const scoring = resolveScoring(config, { target });
-  const engine = await createScoringEngine({ device: config.device, logger, threads: config.threads });
-  const decoder = await createDecoder(
-    {
-      format: config.format,
-      schemaRegistryUrl: config.schemaRegistry,
-      schemaRegistryAuth: access.registry,
-      expectedDim: scoring.dim,
-      expectedModel: scoring.model,
-    },
-    { logger },
-  );
+  const parts = await openInputScoring(config, access, logger);
   return {
-    decode: (raws) => decoder.decodeBatch(raws),
-    scorer: new WindowScorer(engine, scoring.scorer),
-    scoreAll: scoring.scoreAll,
-    async close() {
-      await decoder.close();
-      await engine.close();
-    },
+    decode: parts.decode,
+    scorer: new WindowScorer(parts.engine, parts.scoring.scorer),
+    scoreAll: parts.scoring.scoreAll,
+    close: parts.close,
   };
 }
 

@@ -10,18 +10,16 @@ import { formatTopicFidelity } from "../../bench/fidelity-format.ts";
 import { runTopicFidelity } from "../../bench/fidelity-topic.ts";
 import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
-import { createDecoder } from "../../decode/decoder.ts";
 import { resolveKafkaAccess } from "../../kafka/index.ts";
 import { createLakeKafka } from "../../lake/kafka.ts";
 import { configFromEnv, KAFKA_ACCESS_KEYS, resolveConfigSubset } from "../../pipeline/config.ts";
-import { resolveScoring, SCORING_KEYS } from "../../pipeline/settings.ts";
-import { createScoringEngine } from "../../score/engine.ts";
-import { loadTarget, targetLoadOptions } from "../../score/target-set.ts";
+import { SCORING_KEYS } from "../../pipeline/settings.ts";
 import { NORMALISERS, type Normaliser } from "../../score/types.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
 import { SIM_ORDERS, SIM_PROFILES, type SimOrder, type SimProfile } from "../../simulate/generator.ts";
 import { addConfigFlags } from "../config-flags.ts";
 import { integerListOption, integerOption, parseBrokers, parseInteger } from "../flags.ts";
+import { openInputScoring } from "../input-scoring.ts";
 
 /** `run`'s options that `fidelity --input` takes with the same meaning and defaults. */
 const TOPIC_KEYS = [
@@ -51,7 +49,7 @@ export function registerFidelityCommand(program: Command): void {
   const command = program
     .command("fidelity")
     .description(
-      "Compare the streaming filter's accepted set with the paper's offline selection: on simulated pools (minutes; starts a local broker unless --brokers), or on the first --limit records of a topic (--input)",
+      "Compare the streaming filter's accepted set with the paper's offline selection: on simulated pools (minutes; starts a local broker unless --brokers; run's --dim, --seed and --warmup set the study's, default 64, 0 and 10000), or on the first --limit records of a topic with run's settings (--input)",
     )
     .option(
       "--input <topic>",
@@ -150,29 +148,17 @@ async function checkTopic(
     );
   }
   const access = resolveKafkaAccess(config);
-  const target = config.target ? await loadTarget(config.target, targetLoadOptions(config)) : undefined;
-  const scoring = resolveScoring(config, { target });
-  const engine = await createScoringEngine({ device: config.device, logger, threads: config.threads });
-  const decoder = await createDecoder(
-    {
-      format: config.format,
-      schemaRegistryUrl: config.schemaRegistry,
-      schemaRegistryAuth: access.registry,
-      expectedDim: scoring.dim,
-      expectedModel: scoring.model,
-    },
-    { logger },
-  );
+  const parts = await openInputScoring(config, access, logger);
   try {
     const report = await runTopicFidelity({
       kafka: createLakeKafka(parseBrokers(opts.brokers as string), "clipsieve-fidelity", logger, access),
       topic: opts.input as string,
       limit: opts.limit as number,
-      scoring,
+      scoring: parts.scoring,
       rules: { keep: config.keep, thenKeep: config.thenKeep, threshold: config.threshold },
-      target,
-      engine,
-      decode: (raws) => decoder.decodeBatch(raws),
+      target: parts.target,
+      engine: parts.engine,
+      decode: parts.decode,
       offlineDraws: opts.offlineDraws as number,
       noiseFloor: opts.noiseFloor !== false,
       logger,
@@ -180,7 +166,6 @@ async function checkTopic(
     });
     console.log(opts.json ? JSON.stringify(report) : formatTopicFidelity(report));
   } finally {
-    await decoder.close();
-    await engine.close();
+    await parts.close();
   }
 }
