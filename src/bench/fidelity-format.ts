@@ -11,7 +11,9 @@ export function formatTopicFidelity(r: TopicFidelityReport): string {
     r.noiseFloor === undefined
       ? "Noise floor: not run (--no-noise-floor)."
       : `Noise floor (offline against offline, another draw seed): Jaccard ${r.noiseFloor.toFixed(3)}.`,
-    `Streaming (the filter's windows, ${r.streaming.windows} of them): ${pct(r.streaming.accepted)} accepted (${r.streaming.seconds.toFixed(1)} s).`,
+    `Streaming (the filter's cut: ${r.streaming.windows} windows of ${r.streaming.windowSize} records, the first also taking the bank's ${r.streaming.bankSize}; ` +
+      `${r.streaming.normaliser === "pool" ? `pool normaliser scaled to b = ${r.streaming.batchSize}` : `K = ${r.streaming.draws}, b = ${r.streaming.batchSize}`}): ` +
+      `${pct(r.streaming.accepted)} accepted (${r.streaming.seconds.toFixed(1)} s).`,
     "",
     `Jaccard streaming against offline: ${a.jaccard.toFixed(3)}` +
       (r.noiseFloor === undefined ? "." : ` (gap to the floor ${(r.noiseFloor - a.jaccard).toFixed(3)}).`),

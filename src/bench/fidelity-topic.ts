@@ -11,6 +11,7 @@
  * The report is the Jaccard index of the two accepted sets against the floor, and where they part
  * (./agreement.ts). Nothing is written to Kafka.
  */
+import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import type { DecodedRecord, RawRecord } from "../common/record.ts";
 import type { KafkaClient } from "../kafka/index.ts";
@@ -55,7 +56,17 @@ export interface TopicFidelityReport {
   scored: number;
   offline: { batchSize: number; draws: number; accepted: number; seconds: number };
   noiseFloor?: number;
-  streaming: { accepted: number; windows: number; seconds: number };
+  streaming: {
+    accepted: number;
+    windows: number;
+    seconds: number;
+    /** The settings the filter's side ran with. */
+    windowSize: number;
+    bankSize: number;
+    normaliser: string;
+    draws: number;
+    batchSize: number;
+  };
   agreement: Agreement;
 }
 
@@ -114,10 +125,14 @@ async function offlineSelection(
   const draws = makeDraws(n, { seed, draws: o.offlineDraws, batchSize });
   const loss = await o.engine.sClipLoss({ dim, scoredRows: n, bankRows: 0, image, text }, draws, tau);
   const columns: Record<string, Float32Array> = { s_clip_loss: loss.sClipLoss, clip_score: loss.clipScore };
-  if (o.target) {
-    const ns = await o.engine.normSim(image, n, o.target, { two: true, inf: true });
-    if (ns.normsimInf) columns.normsim_inf = ns.normsimInf;
-    if (ns.normsim2) columns.normsim_2 = ns.normsim2;
+  // Only the NormSims the rules rank or filter by.
+  const ruled = new Set([...plan.thresholds.map((t) => t.score), plan.keep?.score, plan.thenKeep?.score]);
+  const two = ruled.has("normsim_2");
+  const inf = ruled.has("normsim_inf");
+  if (o.target && (two || inf)) {
+    const ns = await o.engine.normSim(image, n, o.target, { two, inf });
+    if (inf) columns.normsim_inf = ns.normsimInf;
+    if (two && ns.normsim2) columns.normsim_2 = ns.normsim2;
   }
   const keys = good.map(keyOfSource);
   return { keys, columns, ...offlineSets(keys, columns, plan) };
@@ -127,6 +142,12 @@ export async function runTopicFidelity(o: TopicFidelityOptions): Promise<TopicFi
   const records = await readSample(o);
   const good = records.filter((r) => !r.failure);
   o.progress(`read ${records.length} records of ${o.topic} (${good.length} decoded)`);
+  if (good.length === 0) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      `fidelity --input ${o.topic}: none of the ${records.length} records read could be decoded and scored (wrong --format, --dim or --model?)`,
+    );
+  }
   const plan = selectionPlan(o.rules);
   const { seed } = o.scoring.scorer;
   const tOffline = performance.now();
@@ -172,7 +193,16 @@ export async function runTopicFidelity(o: TopicFidelityOptions): Promise<TopicFi
       seconds: offlineSeconds,
     },
     noiseFloor,
-    streaming: { accepted, windows: windows.length, seconds: streamSeconds },
+    streaming: {
+      accepted,
+      windows: windows.length,
+      seconds: streamSeconds,
+      windowSize: o.scoring.cut.windowSize,
+      bankSize: o.scoring.cut.bankSize,
+      normaliser: o.scoring.scorer.normaliser ?? "draws",
+      draws: o.scoring.scorer.draws,
+      batchSize: o.scoring.scorer.batchSize,
+    },
     agreement,
   };
 }

@@ -112,13 +112,52 @@ test("fidelity --input compares a topic's streaming selection with its offline o
   assert.ok(b.agreement.jaccard < 0.95, `windows of 128 without a bank: Jaccard ${b.agreement.jaccard}`);
   assert.ok(b.agreement.streamNoise > 0);
   assert.ok(b.agreement.disagreements > 0);
+
+  // The report as text: the figures of the JSON, worded.
+  const text = await cli([
+    ...common.filter((a) => a !== "--json"),
+    "--limit",
+    String(N),
+    "--window-size",
+    "512",
+    "--bank-size",
+    "1536",
+    "--batch-size",
+    "1024",
+    "--normaliser",
+    "pool",
+  ]);
+  assert.equal(text.code, 0);
+  assert.match(text.stdout, new RegExp(`${topic}: 2,048 records read, 2,048 scored`));
+  assert.match(text.stdout, /the first also taking the bank's 1536; pool normaliser scaled to b = 1024/);
+  assert.match(text.stdout, /Noise floor \(offline against offline, another draw seed\): Jaccard \d\.\d{3}/);
+  assert.match(text.stdout, /Jaccard streaming against offline: \d\.\d{3} \(gap to the floor -?\d\.\d{3}\)/);
 });
 
-test("fidelity --input without a policy or brokers says what is missing", async () => {
+test("fidelity --input without a policy, brokers or decodable records says what is missing", async () => {
   const noPolicy = await cli(["fidelity", "--input", "some-topic", "--brokers", testBrokers().join(",")]);
   assert.equal(noPolicy.code, 2);
   assert.match(noPolicy.stderr, /needs the policy to compare: --keep/);
   const noBrokers = await cli(["fidelity", "--input", "some-topic", "--keep", "s_clip_loss=0.3"]);
   assert.equal(noBrokers.code, 2);
   assert.match(noBrokers.stderr, /--input needs --brokers/);
+  const badOnly = uniqueName("fidelity-bad");
+  await createTopics([badOnly], 1);
+  const producer = testKafka().producer();
+  await producer.connect();
+  await producer.send({ topic: badOnly, messages: [{ value: "{not json" }, { value: "{}" }] });
+  await producer.disconnect();
+  const nothing = await cli([
+    "fidelity",
+    "--input",
+    badOnly,
+    "--brokers",
+    testBrokers().join(","),
+    "--keep",
+    "s_clip_loss=0.3",
+    "--limit",
+    "2",
+  ]);
+  assert.equal(nothing.code, 2);
+  assert.match(nothing.stderr, /none of the 2 records read could be decoded/);
 });
