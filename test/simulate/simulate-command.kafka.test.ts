@@ -87,6 +87,50 @@ test("simulate writes the labelled stream and its target set", async () => {
   }
 });
 
+test("simulate --profile longtail writes the longtail world, record for record", async () => {
+  const kafka = testKafka();
+  const topic = uniqueName("sim-longtail");
+  const dir = mkdtempSync(join(tmpdir(), "clipsieve-sim-test-"));
+  try {
+    const child = spawnClipsieve([
+      "simulate",
+      "--brokers",
+      testBrokers().join(","),
+      "--topic",
+      topic,
+      "--count",
+      "300",
+      "--dim",
+      "16",
+      "--seed",
+      "4",
+      "--profile",
+      "longtail",
+      "--target-out",
+      join(dir, "target.npz"),
+    ]);
+    assert.equal(await exited(child), 0, child.output());
+    assert.match(child.output(), /produced 300 records .* shuffled order, seed 4, longtail profile/);
+    const expected = [
+      ...createSimulation({ count: 300, dim: 16, seed: 4, order: "shuffled", profile: "longtail" }).records(),
+    ];
+    const crawl = [...createSimulation({ count: 300, dim: 16, seed: 4, order: "shuffled" }).records()];
+    const got = await readAll(kafka, topic, { expected: 300, readUncommitted: true });
+    got.sort((a, b) => Number(a.offset) - Number(b.offset));
+    assert.deepEqual(
+      got.map((m) => [m.key, m.headers["sim-kind"], m.headers["sim-topic"]]),
+      expected.map((r) => [r.uid, r.kind, String(r.topic)]),
+    );
+    // Not the crawl world: its topics are 0-23, the longtail's go up to 239.
+    assert.notDeepEqual(
+      expected.map((r) => r.topic),
+      crawl.map((r) => r.topic),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("simulate --format avro writes Confluent-framed Avro the decoder reads", async () => {
   const registry = await startSchemaRegistry();
   const kafka = testKafka();

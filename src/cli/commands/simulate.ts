@@ -111,7 +111,7 @@ export function registerSimulateCommand(program: Command): void {
       const counts = sim.kindCounts();
       console.log(
         `produced ${result.sent} records to ${opts.topic} in ${result.seconds.toFixed(1)} s ` +
-          `(${Math.round(result.sent / Math.max(result.seconds, 1e-3))} records/s), ${opts.order} order, seed ${opts.seed}`,
+          `(${Math.round(result.sent / Math.max(result.seconds, 1e-3))} records/s), ${opts.order} order, seed ${opts.seed}${opts.profile === "crawl" ? "" : `, ${opts.profile} profile`}`,
       );
       console.log(`kinds (header sim-kind): ${SIM_KINDS.map((k) => `${k} ${counts[k]}`).join(", ")}`);
       if (controller.signal.aborted) process.exitCode = 130;
