@@ -115,6 +115,9 @@ export function analyseAgreement(opts: {
   let seen = 0;
   for (const w of opts.windows) {
     for (const o of w.outcomes) {
+      // Dead-lettered records are not decided: they neither count towards the policy's warm-up nor
+      // take part in the comparison.
+      if (o.decision === "dead_letter") continue;
       const key = opts.keyOf(o);
       (seen++ < opts.warmup ? inWarmup : afterWarmup).add(key);
       if (o.decision === "accepted") accepted.add(key);
@@ -139,8 +142,9 @@ export function analyseAgreement(opts: {
   let first = 0;
   let firstRecords = 0;
   opts.windows.forEach((w, wi) => {
-    if (wi === 0) firstRecords = w.outcomes.length;
     for (const o of w.outcomes) {
+      if (o.decision === "dead_letter") continue;
+      if (wi === 0) firstRecords++;
       const key = opts.keyOf(o);
       if (accepted.has(key) !== offline.selected.has(key)) {
         disagreements++;

@@ -18,17 +18,11 @@ import type { KafkaClient } from "../kafka/index.ts";
 import { consumeRange } from "../lake/topic-range.ts";
 import type { ScoringSettings } from "../pipeline/settings.ts";
 import { parseKeepRule, parseThresholdRule, type SelectionPlan } from "../policy/offline-select.ts";
-import { makeDraws } from "../score/draws.ts";
 import type { ScoringEngine } from "../score/engine.ts";
 import type { TargetSet } from "../score/types.ts";
-import {
-  type Agreement,
-  analyseAgreement,
-  jaccard,
-  type OfflineSelection,
-  offlineSets,
-} from "./agreement.ts";
+import { type Agreement, analyseAgreement, jaccard } from "./agreement.ts";
 import { emulateRecords } from "./emulate.ts";
+import { type OfflineSample, selectOffline } from "./offline-reference.ts";
 
 export interface TopicFidelityOptions {
   kafka: KafkaClient;
@@ -108,34 +102,15 @@ function selectionPlan(rules: TopicFidelityOptions["rules"]): SelectionPlan {
   };
 }
 
-async function offlineSelection(
-  o: TopicFidelityOptions,
-  good: DecodedRecord[],
-  plan: SelectionPlan,
-  seed: number,
-): Promise<OfflineSelection> {
-  const { dim, batchSize, tau } = o.scoring.scorer;
-  const n = good.length;
-  const image = new Float32Array(n * dim);
-  const text = new Float32Array(n * dim);
+/** The sample's good records, as the offline reference takes them. */
+function sampleOf(good: DecodedRecord[], dim: number): OfflineSample {
+  const image = new Float32Array(good.length * dim);
+  const text = new Float32Array(good.length * dim);
   good.forEach((r, i) => {
     image.set(r.imageEmbedding as Float32Array, i * dim);
     text.set(r.textEmbedding as Float32Array, i * dim);
   });
-  const draws = makeDraws(n, { seed, draws: o.offlineDraws, batchSize });
-  const loss = await o.engine.sClipLoss({ dim, scoredRows: n, bankRows: 0, image, text }, draws, tau);
-  const columns: Record<string, Float32Array> = { s_clip_loss: loss.sClipLoss, clip_score: loss.clipScore };
-  // Only the NormSims the rules rank or filter by.
-  const ruled = new Set([...plan.thresholds.map((t) => t.score), plan.keep?.score, plan.thenKeep?.score]);
-  const two = ruled.has("normsim_2");
-  const inf = ruled.has("normsim_inf");
-  if (o.target && (two || inf)) {
-    const ns = await o.engine.normSim(image, n, o.target, { two, inf });
-    if (inf) columns.normsim_inf = ns.normsimInf;
-    if (two && ns.normsim2) columns.normsim_2 = ns.normsim2;
-  }
-  const keys = good.map(keyOfSource);
-  return { keys, columns, ...offlineSets(keys, columns, plan) };
+  return { keys: good.map(keyOfSource), dim, image, text };
 }
 
 export async function runTopicFidelity(o: TopicFidelityOptions): Promise<TopicFidelityReport> {
@@ -149,9 +124,11 @@ export async function runTopicFidelity(o: TopicFidelityOptions): Promise<TopicFi
     );
   }
   const plan = selectionPlan(o.rules);
-  const { seed } = o.scoring.scorer;
+  const { seed, dim, batchSize, tau } = o.scoring.scorer;
+  const sample = sampleOf(good, dim);
+  const reference = { batchSize, draws: o.offlineDraws, tau, plan, target: o.target };
   const tOffline = performance.now();
-  const offline = await offlineSelection(o, good, plan, seed);
+  const offline = await selectOffline(o.engine, sample, { ...reference, seed });
   const offlineSeconds = (performance.now() - tOffline) / 1000;
   o.progress(
     `offline selection: ${offline.selected.size} of ${good.length} in ${offlineSeconds.toFixed(1)} s`,
@@ -159,7 +136,7 @@ export async function runTopicFidelity(o: TopicFidelityOptions): Promise<TopicFi
   let noiseFloor: number | undefined;
   let offlineAgain: Float32Array | undefined;
   if (o.noiseFloor) {
-    const again = await offlineSelection(o, good, plan, seed + 1);
+    const again = await selectOffline(o.engine, sample, { ...reference, seed: seed + 1 });
     noiseFloor = jaccard(offline.selected, again.selected);
     offlineAgain = again.columns.s_clip_loss;
     o.progress(`offline with draw seed ${seed + 1}: Jaccard ${noiseFloor.toFixed(3)}`);

@@ -29,23 +29,17 @@ import type { Logger } from "../common/logger.ts";
 import { createKafkaClient, type KafkaClient } from "../kafka/index.ts";
 import { createPolicy, parsePolicyFlags, type ScoreRow } from "../policy/index.ts";
 import { parseKeepRule, type SelectionPlan } from "../policy/offline-select.ts";
-import { makeDraws } from "../score/draws.ts";
 import { createScoringEngine, type ScoringEngine } from "../score/engine.ts";
 import { loadTarget } from "../score/target-set.ts";
-import type { Normaliser, TargetSet } from "../score/types.ts";
+import { NORMALISERS, type Normaliser, type TargetSet } from "../score/types.ts";
 import { type BrokerHandle, brokersOrLocal } from "../simulate/broker.ts";
 import { createSimulation, type SimOrder, type SimProfile, type Simulation } from "../simulate/generator.ts";
 import { ensureTopic, produceSimulation } from "../simulate/producer.ts";
 import { writeSimulationTarget } from "../simulate/target.ts";
-import {
-  type Agreement,
-  analyseAgreement,
-  jaccard,
-  type OfflineSelection,
-  offlineSets,
-} from "./agreement.ts";
+import { type Agreement, analyseAgreement, jaccard, type OfflineSelection } from "./agreement.ts";
 import { type EmulateOptions, emulateFilter } from "./emulate.ts";
 import { type DeliveredWindow, deleteTopics, runFilter } from "./filter-run.ts";
+import { selectOffline } from "./offline-reference.ts";
 
 export const PAPER = {
   batchSize: 32768,
@@ -186,11 +180,11 @@ async function offlineSelection(
     text.set(r.textEmbedding, r.position * dim);
     keys.push(r.uid);
   }
-  const draws = makeDraws(n, { seed, draws: PAPER.draws, batchSize: PAPER.batchSize });
-  const loss = await engine.sClipLoss({ dim, scoredRows: n, bankRows: 0, image, text }, draws, PAPER.tau);
-  const ns = await engine.normSim(image, n, target, { two: false, inf: true });
-  const columns = { s_clip_loss: loss.sClipLoss, normsim_inf: ns.normsimInf as Float32Array };
-  return { keys, columns, ...offlineSets(keys, columns, PAPER_PLAN) };
+  return selectOffline(
+    engine,
+    { keys, dim, image, text },
+    { batchSize: PAPER.batchSize, draws: PAPER.draws, seed, tau: PAPER.tau, plan: PAPER_PLAN, target },
+  );
 }
 
 /** The same records' offline s-CLIPLoss in `keys` order, with another draw seed. */
@@ -252,14 +246,12 @@ function replayWarmup(
   return out;
 }
 
-const NORMALISER_SET: readonly string[] = ["draws", "pool"];
-
 /** `window:bank[:normaliser]` configurations (normaliser default draws), as `w:b:n` keys. */
 function parseVerify(pairs: string[]): Set<string> {
   const out = new Set<string>();
   for (const p of pairs) {
     const m = /^(\d+):(\d+)(?::(\w+))?$/.exec(p);
-    if (!m || (m[3] !== undefined && !NORMALISER_SET.includes(m[3]))) {
+    if (!m || (m[3] !== undefined && !(NORMALISERS as readonly string[]).includes(m[3]))) {
       throw new ClipsieveError(
         "CONFIG_INVALID",
         `--verify ${p}: expected <window>:<bank>[:draws|pool], e.g. 4096:45056:pool`,

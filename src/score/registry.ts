@@ -33,7 +33,8 @@ export const SCORES = [
   },
   {
     name: "s_clip_loss",
-    description: "s-CLIPLoss: the CLIP score less its mean contrastive normaliser over the window's draws",
+    description:
+      "s-CLIPLoss: the CLIP score less its contrastive normaliser (mean over the window's draws, or over its whole pool scaled to b)",
     needsTarget: false,
     family: "s_clip_loss",
   },

@@ -17,8 +17,8 @@ export interface Pool {
   image: Float32Array;
   text: Float32Array;
   /**
-   * Scale each batch's normaliser to a batch of this many rows (the pool normaliser, spec
-   * "Normaliser over the pool"): a row's off-diagonal terms are weighted (b - 1) / (|B| - 1), so a
+   * Scale each batch's normaliser to a batch of this many rows (the pool normaliser, docs/scoring.md,
+   * "The pool normaliser"): a row's off-diagonal terms are weighted (b - 1) / (|B| - 1), so a
    * batch of any size estimates what a random batch of b rows would give. Absent: no scaling (the
    * paper's draws; its last, smaller batch is not scaled either).
    */
@@ -26,10 +26,11 @@ export interface Pool {
 }
 
 /**
- * How a window's s-CLIPLoss normaliser R is estimated (docs/streaming.md, "Normaliser").
+ * How a window's s-CLIPLoss normaliser R is estimated (docs/streaming.md, "Fidelity").
  * - `draws`: the paper's: K seeded random partitions of the pool into batches of b, R averaged.
  * - `pool`: every row's R over the whole pool (window + bank), scaled to a batch of b rows. With a
- *   pool larger than b it averages over more rows than one batch holds, at a cost linear in the pool.
+ *   pool larger than b it averages over more rows than one batch holds; each record costs P products
+ *   (a window of w records w * P), where K draws cost K * b each.
  */
 export const NORMALISERS = ["draws", "pool"] as const;
 export type Normaliser = (typeof NORMALISERS)[number];

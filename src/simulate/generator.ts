@@ -116,7 +116,10 @@ export interface SimulationOptions {
   mix?: Readonly<Record<SimKind, number>>;
   /** Topic clusters; the first half are the target set's topics. Default 24 (crawl), 240 (longtail). */
   topics?: number;
-  /** Sites; each favours two topics and has its own boilerplate caption. Default 12 (crawl), 60 (longtail). */
+  /**
+   * Sites, each with its own boilerplate caption; topic t's favourite site is floor(t / 2) mod sites
+   * (two topics a site with crawl's 24 and 12, four with longtail's 240 and 60). Default 12 / 60.
+   */
   sites?: number;
   /** Bursty order: mean length of a run of one topic or one site. Default 1024. */
   meanRunLength?: number;
@@ -286,7 +289,11 @@ interface Slot {
   cluster: number;
 }
 
-function checkOptions(o: SimulationOptions): Required<SimulationOptions> {
+function checkOptions(given: SimulationOptions): Required<SimulationOptions> {
+  // An option given as undefined takes its default, as one not given does.
+  const o = Object.fromEntries(
+    Object.entries(given).filter(([, v]) => v !== undefined),
+  ) as unknown as SimulationOptions;
   const profile = o.profile ?? "crawl";
   if (!(SIM_PROFILES as readonly string[]).includes(profile)) {
     throw new ClipsieveError(

@@ -92,7 +92,7 @@ test("--normaliser pool: a shard of exactly b rows is one batch (case2's golden 
   const rows = readJsonl(await readFile(same, "utf8"));
   assertClose(column(rows, "s_clip_loss"), c.expected.s_clip_loss, TOL, "case2 pool s_clip_loss");
   // Scaled to a batch of 4n rows the off-diagonal terms weigh (4n - 1) / (n - 1) > 1: every R grows,
-  // every s-CLIPLoss falls, and by less than tau * log(4n - 1 / (n - 1)) (the most an R can grow).
+  // every s-CLIPLoss falls, and by at most tau * log((4n - 1) / (n - 1)) (the most an R can grow).
   const larger = join(dir, "case2-pool-4n.jsonl");
   await cli(...scoreArgs(c, shard, larger), "--normaliser", "pool", "--batch-size", String(4 * c.n));
   const scaled = column(readJsonl(await readFile(larger, "utf8")), "s_clip_loss");

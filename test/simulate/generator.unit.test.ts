@@ -6,6 +6,7 @@
  * lengths are computed here directly, not taken from the generator.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { test } from "node:test";
 import { isClipsieveError } from "../../src/common/errors.ts";
 import { silentLogger } from "../../src/common/logger.ts";
@@ -280,4 +281,34 @@ test("longtail profile: its target set tells aligned from off-target pairs less 
   const longtail = gap("longtail");
   assert.ok(longtail > 0, `longtail ${longtail}`);
   assert.ok(longtail < crawl - 0.02, `crawl ${crawl}, longtail ${longtail}`);
+});
+
+test("the crawl profile (the default) is the generator of before the profiles, byte for byte", () => {
+  // The digest of these records as the generator of commit f6fd043 (before profiles existed) made
+  // them on Node 24, computed with that commit's src/simulate/generator.ts: the demo's and the
+  // fidelity study's earlier figures stay reproducible.
+  const h = createHash("sha256");
+  for (const order of ["shuffled", "bursty"] as const) {
+    const sim = createSimulation({ count: 3000, dim: 16, seed: 11, order });
+    for (const r of sim.records()) {
+      h.update(`${r.uid}|${r.kind}|${r.topic}|${r.site}|${r.text}|${r.url}\n`);
+      h.update(Buffer.from(r.imageEmbedding.buffer));
+      h.update(Buffer.from(r.textEmbedding.buffer));
+    }
+    h.update(Buffer.from(sim.targetEmbeddings().data.buffer));
+  }
+  assert.equal(h.digest("hex"), "c4ec275ea689a783d3486126acb14b25af8b0f168dd5c689005f7c223debc1ae");
+});
+
+test("an option given as undefined takes its default", () => {
+  const sim = createSimulation({
+    count: 10,
+    dim: 16,
+    seed: 0,
+    order: "shuffled",
+    profile: undefined,
+    topics: undefined,
+  });
+  assert.equal(sim.options.profile, "crawl");
+  assert.equal(sim.options.topics, 24);
 });

@@ -2,8 +2,10 @@
  * `clipsieve bench-e2e`: the filter end to end through Kafka next to a passthrough that does no
  * scoring (BENCHMARKS.md, "End-to-end through Kafka"). `npm run bench` runs it after `bench`.
  */
+
 import { type Command, Option } from "commander";
 import { E2E_DEFAULTS, formatE2eReport, runE2eBench } from "../../bench/e2e.ts";
+import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { KAFKA_ADAPTERS, type KafkaAdapterName } from "../../kafka/index.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
@@ -61,6 +63,12 @@ export function registerBenchE2eCommand(program: Command): void {
         poolBanks?: number[];
         json?: boolean;
       }) => {
+        if (opts.targetRows && opts.poolBanks) {
+          throw new ClipsieveError(
+            "CONFIG_INVALID",
+            "--target-rows and --pool-banks are two different benchmarks: give one",
+          );
+        }
         quietKafkajsNotices();
         // Ctrl-C or SIGTERM: exit through process.exit, whose "exit" hook stops the local broker.
         const exitOnSignal = () => process.exit(130);

@@ -91,6 +91,7 @@ export function registerFidelityCommand(program: Command): void {
     .option("--no-noise-floor", "skip the second offline selection (another draw seed)")
     .option("--json", "print the report as JSON");
   addConfigFlags(command, TOPIC_KEYS, { configFile: false }).action(async (opts: Record<string, unknown>) => {
+    checkModeFlags(command, opts.input !== undefined);
     const logger = createLogger("fidelity", process.env.CLIPSIEVE_LOG_LEVEL ?? "warn");
     quietKafkajsNotices();
     // Ctrl-C or SIGTERM: exit through process.exit, whose "exit" hook stops the local broker.
@@ -123,6 +124,36 @@ export function registerFidelityCommand(program: Command): void {
     });
     console.log(opts.json ? JSON.stringify(report) : formatFidelityReport(report));
   });
+}
+
+/** The study's own options, which mean nothing with --input. */
+const STUDY_OPTIONS = ["count", "profiles", "orders", "windows", "banks", "normalisers", "verify"];
+/** Options of --input only; the study also reads run's --dim, --seed and --warmup. */
+const TOPIC_ONLY_OPTIONS = ["limit", "offlineDraws"];
+const STUDY_RUN_FLAGS = ["dim", "seed", "warmup"];
+/** Run's flags as commander names them (`--then` is the key thenKeep). */
+const RUN_FLAG_KEYS = new Set<string>([...TOPIC_KEYS, "then"]);
+
+/** A flag given for the other mode is an error, not silently ignored. */
+function checkModeFlags(command: Command, topicMode: boolean): void {
+  const given = command.options
+    .map((o) => ({ flag: o.long ?? o.flags, key: o.attributeName() }))
+    .filter(({ key }) => command.getOptionValueSource(key) === "cli");
+  const misplaced = given.filter(({ key }) =>
+    topicMode
+      ? STUDY_OPTIONS.includes(key)
+      : TOPIC_ONLY_OPTIONS.includes(key) || (RUN_FLAG_KEYS.has(key) && !STUDY_RUN_FLAGS.includes(key)),
+  );
+  if (misplaced.length > 0) {
+    const flags = misplaced.map((m) => m.flag).join(", ");
+    const what = misplaced.length === 1 ? "is an option" : "are options";
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      topicMode
+        ? `${flags} ${what} of the simulated study, not of --input`
+        : `${flags} ${what} of --input <topic>; the simulated study sets its own (--windows, --banks, --normalisers...)`,
+    );
+  }
 }
 
 /** --input: the user's topic, with run's scoring settings (flags, CLIPSIEVE_* variables, defaults). */

@@ -371,7 +371,7 @@ export function registerScoreCommand(program: Command): void {
     .option("--partitions <draws.json>", "explicit draws (golden-file `batches` format); one shard only")
     .option(
       "--normaliser <name>",
-      "draws (the paper's K partitions) or pool (each shard as one batch, scaled to --batch-size; as run --normaliser pool)",
+      "draws (the paper's K partitions) or pool (each shard as one batch, scaled to --batch-size, as run --normaliser pool; --draws and --seed then do not apply)",
       "draws",
     )
     .option("--device <device>", "execution provider: cpu | cuda | webgpu", "cpu")
