@@ -184,3 +184,39 @@ export function reformWindows<T>(
       };
     });
 }
+
+/**
+ * How the recorded windows' scoring differs from the settings a replay scores them with, one line per
+ * setting (empty: none). A replay re-forms the same pools and draws, but only the same settings give
+ * the recorded scores again; `replay --reproduce` warns with these lines rather than refusing, since
+ * rescoring recorded windows with other settings can be the point.
+ */
+export function scoringDifferences(
+  manifests: readonly WindowManifest[],
+  settings: { draws: number; batchSize: number; tau: number; normaliser?: "draws" | "pool" },
+): string[] {
+  const normaliser = settings.normaliser ?? "draws";
+  const recorded = (m: WindowManifest) => ({
+    normaliser: m.normaliser ?? "draws",
+    batch_size: m.batch_size,
+    tau: m.tau,
+    // K means nothing to the pool normaliser.
+    draws: (m.normaliser ?? "draws") === "pool" ? undefined : m.draws,
+  });
+  const now = {
+    normaliser,
+    batch_size: settings.batchSize,
+    tau: settings.tau,
+    draws: normaliser === "pool" ? undefined : settings.draws,
+  };
+  const out: string[] = [];
+  for (const key of ["normaliser", "batch_size", "tau", "draws"] as const) {
+    const values = new Set(manifests.map((m) => recorded(m)[key]));
+    values.delete(now[key]);
+    values.delete(undefined); // not applicable (K of a pool window)
+    if (values.size > 0) {
+      out.push(`${key}: recorded ${[...values].map(String).join(", ")}, this replay ${String(now[key])}`);
+    }
+  }
+  return out;
+}

@@ -13,7 +13,7 @@ import type { Logger } from "../../src/common/logger.ts";
 import type { DecodedRecord, SourceRef } from "../../src/common/record.ts";
 import type { FormedWindow } from "../../src/window/cut.ts";
 import { encodeRuns } from "../../src/window/ranges.ts";
-import { ReproduceWindower, reformWindows } from "../../src/window/reproduce.ts";
+import { ReproduceWindower, reformWindows, scoringDifferences } from "../../src/window/reproduce.ts";
 import type { WindowManifest } from "../../src/window/window.ts";
 import { ManualClock } from "../helpers/clock.ts";
 
@@ -286,5 +286,42 @@ describe("reformWindows", () => {
       .subscribe({ error: (err) => (error = err) });
     input.next({ record: record(0, 0) });
     assert.match(String(error), /never seen/);
+  });
+});
+
+describe("scoringDifferences", () => {
+  const manifest = (over: Partial<WindowManifest>): WindowManifest =>
+    ({ draws: 5, batch_size: 8192, tau: 0.01, ...over }) as WindowManifest;
+
+  it("is empty when the replay scores as the recorded run did", () => {
+    assert.deepEqual(
+      scoringDifferences([manifest({}), manifest({})], { draws: 5, batchSize: 8192, tau: 0.01 }),
+      [],
+    );
+    // K means nothing to the pool normaliser.
+    assert.deepEqual(
+      scoringDifferences([manifest({ normaliser: "pool", draws: 1 })], {
+        draws: 5,
+        batchSize: 8192,
+        tau: 0.01,
+        normaliser: "pool",
+      }),
+      [],
+    );
+  });
+
+  it("names each setting that differs, with the recorded values and the replay's", () => {
+    assert.deepEqual(
+      scoringDifferences([manifest({ normaliser: "pool", draws: 1 }), manifest({ tau: 0.07 })], {
+        draws: 5,
+        batchSize: 4096,
+        tau: 0.01,
+      }),
+      [
+        "normaliser: recorded pool, this replay draws",
+        "batch_size: recorded 8192, this replay 4096",
+        "tau: recorded 0.07, this replay 0.01",
+      ],
+    );
   });
 });

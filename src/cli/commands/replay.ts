@@ -16,6 +16,7 @@ import { RangeTracker } from "../../pipeline/bounds.ts";
 import { buildPipeline } from "../../pipeline/pipeline.ts";
 import { outputTopicNames, prefixedOutputTopics } from "../../sink/topics.ts";
 import { decodeRuns } from "../../window/ranges.ts";
+import { scoringDifferences } from "../../window/reproduce.ts";
 import type { WindowManifest } from "../../window/window.ts";
 import { createProgress } from "../progress.ts";
 import { addFilterOptions, closeOnSignals, configFromOptions } from "./run.ts";
@@ -225,6 +226,15 @@ export function registerReplayCommand(program: Command): void {
       manifests = windowsInRange(manifests, config.input, start, end);
     }
 
+    if (manifests) {
+      const differences = scoringDifferences(manifests, config);
+      if (differences.length > 0) {
+        logger.warn(
+          { differences },
+          "the recorded windows were scored with other settings than this replay's: their pools are re-formed, their scores will differ",
+        );
+      }
+    }
     await ensureOutputTopics(kafka, outputTopicNames(config), Math.max(1, end.size));
     const from = await positionGroup(kafka, config.group, config.input, start, logger);
     const range = new RangeTracker(from, end);
