@@ -45,6 +45,22 @@ export function integerListOption(flag: string, min: number): (text: string) => 
   return (text) => parseIntegerList(flag, text, min);
 }
 
+/** One of a closed set of names, e.g. `--normaliser pool`. */
+export function parseChoice<T extends string>(flag: string, text: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(text)) {
+    throw new ClipsieveError("CONFIG_INVALID", `${flag} ${text}: expected one of ${allowed.join(", ")}`);
+  }
+  return text as T;
+}
+
+/** A comma-separated list of such names, as a commander argument parser. */
+export function choiceListOption<T extends string>(
+  flag: string,
+  allowed: readonly T[],
+): (text: string) => T[] {
+  return (text) => text.split(",").map((v) => parseChoice(flag, v, allowed));
+}
+
 export interface NumberRange {
   /** The least value allowed (default: none). */
   min?: number;

@@ -7,11 +7,26 @@ import type { Logger } from "../common/logger.ts";
 import type { DecodedRecord, RawRecord } from "../common/record.ts";
 import { createDecoder } from "../decode/decoder.ts";
 import type { KafkaAccess } from "../kafka/index.ts";
-import type { RunConfigValues } from "../pipeline/config.ts";
-import { resolveScoring, type ScoringConfig, type ScoringSettings } from "../pipeline/settings.ts";
+import { KAFKA_ACCESS_KEYS, type RunConfigValues } from "../pipeline/config.ts";
+import {
+  resolveScoring,
+  SCORING_KEYS,
+  type ScoringConfig,
+  type ScoringSettings,
+} from "../pipeline/settings.ts";
 import { createScoringEngine, type ScoringEngine } from "../score/engine.ts";
 import { loadTarget, targetLoadOptions } from "../score/target-set.ts";
 import type { TargetSet } from "../score/types.ts";
+
+/** `run`'s keys that such a command takes, with the same meaning, defaults and variables. */
+export const INPUT_SCORING_KEYS = [
+  ...SCORING_KEYS,
+  ...KAFKA_ACCESS_KEYS,
+  "format",
+  "schemaRegistry",
+  "device",
+  "threads",
+] as const;
 
 /** The keys besides the scoring ones that reading input records takes. */
 export type InputScoringConfig = ScoringConfig &

@@ -39,6 +39,11 @@ export function makeDraws(n: number, spec: DrawSpec): Draw[] {
   return draws;
 }
 
+/** One draw of one batch: every row of a pool of n, in pool order (the pool normaliser's). */
+export function wholePoolDraw(n: number): Draw {
+  return [Int32Array.from({ length: n }, (_, i) => i)];
+}
+
 /**
  * Checks that every draw is a partition of 0..n-1 into non-empty batches; throws DRAWS_INVALID naming
  * the draw, the batch and the row at fault.

@@ -428,11 +428,17 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
           text.set(pool.text.subarray(row * dim, (row + 1) * dim), p * dim);
           maxDiagonal = Math.max(maxDiagonal, diagonal[row]);
         }
-        if (!exactLogSumExp && 2 * s <= b) {
+        if (!exactLogSumExp) {
           const shift = Math.fround(maxDiagonal / tau - SHIFT_BELOW_DIAGONAL);
-          const [rowSum, colSum] = await fastScoredSums(s, b, shift);
+          // Only the scored rows' sums when they are at most half the batch, else the whole batch's
+          // (row sums land in rowOut); either way the first s entries are the scored rows'.
+          const partial = 2 * s <= b;
+          const [rowSum, colSum] = partial
+            ? await fastScoredSums(s, b, shift)
+            : [rowOut, await fastBatch(b, shift)];
+          const checked = partial ? s : b;
           const min = fastPathMinimum(b);
-          if (sumsUsable(rowSum, s, min) && sumsUsable(colSum, s, min)) {
+          if (sumsUsable(rowSum, checked, min) && sumsUsable(colSum, checked, min)) {
             for (let p = 0; p < s; p++) {
               const row = order[p];
               rSum[row] +=
@@ -440,26 +446,6 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
                   ? halfTau * (2 * shift + Math.log(rowSum[p]) + Math.log(colSum[p]))
                   : halfTau *
                     (scaled(shift + Math.log(rowSum[p]), row, b) +
-                      scaled(shift + Math.log(colSum[p]), row, b));
-            }
-            continue;
-          }
-          logger.debug(
-            { draw: k, batch: j, size: b },
-            "s-CLIPLoss batch out of the shared shift's range; exact shifts",
-          );
-        } else if (!exactLogSumExp) {
-          const shift = Math.fround(maxDiagonal / tau - SHIFT_BELOW_DIAGONAL);
-          const colSum = await fastBatch(b, shift);
-          const min = fastPathMinimum(b);
-          if (sumsUsable(rowOut, b, min) && sumsUsable(colSum, b, min)) {
-            for (let p = 0; p < s; p++) {
-              const row = order[p];
-              rSum[row] +=
-                scaleTo === undefined
-                  ? halfTau * (2 * shift + Math.log(rowOut[p]) + Math.log(colSum[p]))
-                  : halfTau *
-                    (scaled(shift + Math.log(rowOut[p]), row, b) +
                       scaled(shift + Math.log(colSum[p]), row, b));
             }
             continue;

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { DecodedRecord, SourceRef } from "../common/record.ts";
-import { makeDraws } from "../score/draws.ts";
+import { makeDraws, wholePoolDraw } from "../score/draws.ts";
 import type { Draw, Normaliser, Pool } from "../score/types.ts";
 import type { NegativeBank } from "./bank.ts";
 import { encodeRuns, type SourceRun } from "./ranges.ts";
@@ -110,7 +110,7 @@ export function planWindow(
     n === 0
       ? []
       : poolNormaliser
-        ? [[Int32Array.from({ length: n }, (_, i) => i)]]
+        ? [wholePoolDraw(n)]
         : makeDraws(n, { seed, draws: opts.draws, batchSize: opts.batchSize });
   return {
     id,

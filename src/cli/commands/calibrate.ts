@@ -17,23 +17,16 @@ import {
 } from "../../lake/calibrate.ts";
 import { createLakeKafka } from "../../lake/kafka.ts";
 import { parseScoreSource } from "../../lake/score-records.ts";
-import { configFromEnv, KAFKA_ACCESS_KEYS, resolveConfigSubset } from "../../pipeline/config.ts";
-import { policySpecOf, SCORING_KEYS } from "../../pipeline/settings.ts";
+import { configFromEnv, resolveConfigSubset } from "../../pipeline/config.ts";
+import { policySpecOf } from "../../pipeline/settings.ts";
 import { describePolicy, type PolicySpec } from "../../policy/index.ts";
 import { WindowScorer } from "../../window/scorer.ts";
 import { addConfigFlags } from "../config-flags.ts";
 import { parseBrokers, parseInteger } from "../flags.ts";
-import { openInputScoring } from "../input-scoring.ts";
+import { INPUT_SCORING_KEYS, openInputScoring } from "../input-scoring.ts";
 
 /** `run`'s options that `calibrate` takes with the same meaning, defaults and environment variables. */
-const CALIBRATE_KEYS = [
-  ...SCORING_KEYS,
-  ...KAFKA_ACCESS_KEYS,
-  "format",
-  "schemaRegistry",
-  "device",
-  "threads",
-] as const;
+const CALIBRATE_KEYS = INPUT_SCORING_KEYS;
 
 interface CalibrateOptions extends Record<string, unknown> {
   input: string[];

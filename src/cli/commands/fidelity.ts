@@ -12,37 +12,16 @@ import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { resolveKafkaAccess } from "../../kafka/index.ts";
 import { createLakeKafka } from "../../lake/kafka.ts";
-import { configFromEnv, KAFKA_ACCESS_KEYS, resolveConfigSubset } from "../../pipeline/config.ts";
-import { SCORING_KEYS } from "../../pipeline/settings.ts";
+import { configFromEnv, resolveConfigSubset } from "../../pipeline/config.ts";
 import { NORMALISERS, type Normaliser } from "../../score/types.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
 import { SIM_ORDERS, SIM_PROFILES, type SimOrder, type SimProfile } from "../../simulate/generator.ts";
 import { addConfigFlags } from "../config-flags.ts";
-import { integerListOption, integerOption, parseBrokers, parseInteger } from "../flags.ts";
-import { openInputScoring } from "../input-scoring.ts";
+import { choiceListOption, integerListOption, integerOption, parseBrokers, parseInteger } from "../flags.ts";
+import { INPUT_SCORING_KEYS, openInputScoring } from "../input-scoring.ts";
 
 /** `run`'s options that `fidelity --input` takes with the same meaning and defaults. */
-const TOPIC_KEYS = [
-  ...SCORING_KEYS,
-  ...KAFKA_ACCESS_KEYS,
-  "format",
-  "schemaRegistry",
-  "device",
-  "threads",
-] as const;
-
-function listOf<T extends string>(flag: string, allowed: readonly T[]) {
-  return (text: string): T[] =>
-    text.split(",").map((v) => {
-      if (!(allowed as readonly string[]).includes(v)) {
-        throw new ClipsieveError(
-          "CONFIG_INVALID",
-          `${flag} ${text}: each must be one of ${allowed.join(", ")}`,
-        );
-      }
-      return v as T;
-    });
-}
+const TOPIC_KEYS = INPUT_SCORING_KEYS;
 
 export function registerFidelityCommand(program: Command): void {
   const d = FIDELITY_DEFAULTS;
@@ -72,14 +51,19 @@ export function registerFidelityCommand(program: Command): void {
       "Kafka brokers (with --input: required; else instead of starting a local one)",
     )
     .option("--count <n>", "simulated records per generator", integerOption("--count", 1), d.count)
-    .option("--profiles <list>", "simulated generators", listOf("--profiles", SIM_PROFILES), d.profiles)
-    .option("--orders <list>", "record orders", listOf("--orders", SIM_ORDERS), d.orders)
+    .option(
+      "--profiles <list>",
+      "simulated generators",
+      choiceListOption("--profiles", SIM_PROFILES),
+      d.profiles,
+    )
+    .option("--orders <list>", "record orders", choiceListOption("--orders", SIM_ORDERS), d.orders)
     .option("--windows <list>", "window sizes", integerListOption("--windows", 1), d.windows)
     .option("--banks <list>", "negative bank sizes", integerListOption("--banks", 0), d.banks)
     .option(
       "--normalisers <list>",
       "s-CLIPLoss normalisers",
-      listOf("--normalisers", NORMALISERS),
+      choiceListOption("--normalisers", NORMALISERS),
       d.normalisers,
     )
     .option(

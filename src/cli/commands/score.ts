@@ -11,14 +11,14 @@ import {
   readParquetColumns,
   writeTable,
 } from "../../io/index.ts";
-import { drawsFromBatches, makeDraws } from "../../score/draws.ts";
+import { drawsFromBatches, makeDraws, wholePoolDraw } from "../../score/draws.ts";
 import { createScoringEngine, DEVICES, type ScoringEngine } from "../../score/engine.ts";
 import { normaliseRows } from "../../score/normalise.ts";
 import { SCORE_NAMES, type ScoreName } from "../../score/registry.ts";
 import { type LoadedTarget, loadTarget, UNKNOWN_MODEL } from "../../score/target-set.ts";
 import { type Device, type Draw, NORMALISERS, type Normaliser } from "../../score/types.ts";
 import { scorePoolColumns } from "../../score/window-scores.ts";
-import { parseInteger, parseNumber } from "../flags.ts";
+import { parseChoice, parseInteger, parseNumber } from "../flags.ts";
 import { createProgress } from "../progress.ts";
 
 const TABLE_EXTENSIONS = [".parquet", ".arrow", ".jsonl"];
@@ -39,16 +39,6 @@ interface ScoreOptions {
   device: string;
   model?: string;
   out: string;
-}
-
-function parseNormaliser(text: string): Normaliser {
-  if (!(NORMALISERS as readonly string[]).includes(text)) {
-    throw new ClipsieveError(
-      "CONFIG_INVALID",
-      `--normaliser ${text}: expected one of ${NORMALISERS.join(", ")}`,
-    );
-  }
-  return text as Normaliser;
 }
 
 export function parseDevice(text: string): Device {
@@ -121,7 +111,7 @@ function parseSettings(opts: ScoreOptions): ScoreSettings {
     // every shard's seed (--seed + i) must stay an exact integer
     seed: parseInteger("--seed", opts.seed, 0, Number.MAX_SAFE_INTEGER - opts.embeddings.length),
     device: parseDevice(opts.device),
-    normaliser: parseNormaliser(opts.normaliser),
+    normaliser: parseChoice("--normaliser", opts.normaliser, NORMALISERS),
   };
 }
 
@@ -286,7 +276,7 @@ async function runScore(opts: ScoreOptions): Promise<void> {
     for (const [index, file] of shards.entries()) {
       const draws = (n: number): Draw[] =>
         settings.normaliser === "pool"
-          ? [[Int32Array.from({ length: n }, (_, i) => i)]]
+          ? [wholePoolDraw(n)]
           : fixedBatches
             ? drawsFromBatches(fixedBatches, n)
             : makeDraws(n, {
