@@ -18,6 +18,7 @@ const FLAG_SHAPES: Partial<Record<RunConfigKey, { value?: string; repeatable?: t
   threshold: { value: "<score>=value>", repeatable: true },
   fetchAllowPrivateAddresses: { switch: true },
   scoreAll: { switch: true },
+  dedup: { switch: true },
 };
 
 /** Defaults not worth printing (they depend on the machine). */

@@ -65,4 +65,11 @@ export interface RecordOutcome {
   /** Scores the record was not given on purpose (its policy did not need them), with the reason. */
   notComputed?: Readonly<Record<string, string>>;
   thresholds?: Record<string, number>;
+  /** What the record copies, when the dedup step rejected it (`near_duplicate`, `near_reference`). */
+  copyOf?: CopyOf;
 }
+
+/** What a record rejected by the dedup step copies: an earlier accepted record, or a reference row. */
+export type CopyOf =
+  | { kind: "record"; uid: string | null; source: SourceRef; similarity: number }
+  | { kind: "reference"; row: number; similarity: number };

@@ -9,6 +9,12 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { ClipsieveError } from "../common/errors.ts";
 import {
+  DEFAULT_DEDUP_HORIZON,
+  DEFAULT_DEDUP_PROBES,
+  DEFAULT_DEDUP_THRESHOLD,
+  DEFAULT_REFERENCE_THRESHOLD,
+} from "../dedup/dedup.ts";
+import {
   BROKER_PATTERN,
   KAFKA_ADAPTERS,
   SECURITY_KEYS,
@@ -127,6 +133,41 @@ export const runConfigSchema = z
       .describe(
         "Compute every score for every record; by default NormSim_inf as the --then score is computed only for the records that pass --keep",
       ),
+    dedup: z
+      .union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")])
+      .default(false)
+      .describe(
+        "Reject an accepted record whose image is within --dedup-threshold of one accepted earlier in its input partition (near_duplicate)",
+      ),
+    dedupThreshold: z.coerce
+      .number()
+      .gt(0)
+      .max(1)
+      .default(DEFAULT_DEDUP_THRESHOLD)
+      .describe("Cosine similarity at or above which a record copies an earlier accepted one"),
+    dedupHorizon: positiveInt
+      .default(DEFAULT_DEDUP_HORIZON)
+      .describe(
+        "Accepted records per input partition a record is compared with (memory: about 2 D bytes each)",
+      ),
+    dedupProbes: positiveInt
+      .default(DEFAULT_DEDUP_PROBES)
+      .describe("Clusters of each indexed history segment (and reference set) a record visits"),
+    dedupHistoryTopic: topic
+      .optional()
+      .describe("Compacted topic holding the dedup history (default: <scores>-dedup-history)"),
+    reference: z
+      .string()
+      .optional()
+      .describe(
+        "Reference-set artifact (e.g. evaluation images, from `target build`): an accepted record within --reference-threshold of a row is rejected (near_reference)",
+      ),
+    referenceThreshold: z.coerce
+      .number()
+      .gt(0)
+      .max(1)
+      .default(DEFAULT_REFERENCE_THRESHOLD)
+      .describe("Cosine similarity at or above which a record copies a reference row"),
     policyFile: z.string().optional().describe("Start the policy from this state file (from `calibrate`)"),
     delivery: z
       .enum(["exactly-once", "at-least-once"])
@@ -192,7 +233,8 @@ export const runConfigSchema = z
   .strict();
 
 export type RunConfigInput = z.input<typeof runConfigSchema>;
-export type RunConfig = z.output<typeof runConfigSchema> & OutputTopics & { stateTopic: string };
+export type RunConfig = z.output<typeof runConfigSchema> &
+  OutputTopics & { stateTopic: string; dedupHistoryTopic: string };
 
 export type RunConfigKey = keyof typeof runConfigSchema.shape;
 export const RUN_CONFIG_KEYS = Object.keys(runConfigSchema.shape) as RunConfigKey[];
@@ -215,6 +257,7 @@ export const RUN_ONLY_KEYS: readonly RunConfigKey[] = [
   "input",
   ...OUTPUT_TOPICS.map((t) => t.key),
   "stateTopic",
+  "dedupHistoryTopic",
   "instanceId",
 ];
 
@@ -319,6 +362,7 @@ export function resolveRunConfig(layers: ConfigLayers): RunConfig {
     ...cfg,
     ...outputTopicsOf(cfg),
     stateTopic: cfg.stateTopic ?? `${cfg.group}-policy-state`,
+    dedupHistoryTopic: cfg.dedupHistoryTopic ?? `${cfg.scores}-dedup-history`,
   };
 }
 

@@ -11,6 +11,7 @@
  *   delivery-retry.ts    a window's transaction, retried through broker outages
  *   window-steps.ts      the three steps of a window: embed, score and decide, deliver
  *   ../window/           the window cut (cut.ts, reproduce.ts), scorer (scorer.ts), decisions (decide.ts)
+ *   ../dedup/            near-copies of earlier accepted records and of a reference set (--dedup, --reference)
  *   ../sink/outputs.ts   what a decided window becomes on Kafka
  *
  * Flow: fetched batches are decoded at once (cheap, and bad records are marked, not thrown) and pushed
@@ -27,6 +28,7 @@ import type { Logger } from "../common/logger.ts";
 import { createPipelineMetrics, type PipelineMetrics, serveMetrics } from "../common/metrics.ts";
 import type { DecodedRecord, RecordOutcome } from "../common/record.ts";
 import { createDecoder } from "../decode/decoder.ts";
+import { HistoryTopic, openDeduplicator } from "../dedup/index.ts";
 import { checkEmbedTeacher, createEmbedStage, type EmbedStage, embedOptionsFromRun } from "../embed/index.ts";
 import { createKafkaClient, resolveKafkaAccess } from "../kafka/index.ts";
 import { createPolicy, type Policy, type PolicyState } from "../policy/index.ts";
@@ -122,6 +124,14 @@ export async function buildPipeline(
     { logger },
   );
   const scorer = new WindowScorer(engine, settings.scorer, clock);
+  const dedupStep = await openDeduplicator(config, engine, dim, {
+    store: new HistoryTopic(
+      kafka,
+      { topic: config.dedupHistoryTopic, dim, horizon: config.dedupHorizon },
+      logger,
+    ),
+    logger,
+  });
   // Made in start(), after the producer has fenced any earlier incarnation of this instance, so the
   // state read is the one committed with the last delivered window.
   const policy = {} as { current: Policy };
@@ -196,6 +206,7 @@ export async function buildPipeline(
     state: { topic: config.stateTopic, group: config.group, instanceId: config.instanceId },
     policy,
     scorer,
+    ...(dedupStep ? { dedup: { step: dedupStep, historyTopic: config.dedupHistoryTopic } } : {}),
     embedStage,
     guard,
     backpressure,

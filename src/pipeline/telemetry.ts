@@ -11,7 +11,7 @@ import type { RecordOutcome } from "../common/record.ts";
 import type { BrokerReachability } from "../kafka/index.ts";
 
 /** The stages `clipsieve_window_seconds` splits a window's time into. */
-export type WindowStage = "embed" | "score" | "policy" | "deliver" | "total";
+export type WindowStage = "embed" | "score" | "policy" | "dedup" | "deliver" | "total";
 
 /** Why a window was not delivered. */
 export type AbortReason = "rebalance";

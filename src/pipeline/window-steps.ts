@@ -5,8 +5,8 @@
  *   embed    records without embeddings get them (only with --model-dir)
  *   score    drop records of an older generation, score (../window/scorer.ts; the costly stage-2
  *            score for the policy's stage-1 passers only, ../window/stage-two.ts, unless scoreAll),
- *            decide (../window/decide.ts), build the outputs and the policy state, remember the bank
- *            rows
+ *            decide (../window/decide.ts), reject near-copies (../dedup/, with --dedup or
+ *            --reference), build the outputs and the policy state, remember the bank rows
  *   deliver  one transaction (delivery-retry.ts), unless a rebalance made the window stale
  *
  * A window a rebalance makes stale is never delivered: its records are re-read by their partition's
@@ -15,6 +15,7 @@
 import type { Clock } from "../common/clock.ts";
 import type { Logger } from "../common/logger.ts";
 import type { DecodedRecord, RecordOutcome } from "../common/record.ts";
+import type { Deduplicator } from "../dedup/index.ts";
 import type { EmbedStage } from "../embed/index.ts";
 import { createPolicy, type Policy } from "../policy/index.ts";
 import type { KafkaSink } from "../sink/kafka-sink.ts";
@@ -59,6 +60,8 @@ export interface WindowStepsContext {
   /** The policy in force; replaced when a window is aborted after it was decided. */
   policy: { current: Policy };
   scorer: WindowScorer;
+  /** The dedup step after the policy (--dedup, --reference), and the topic its history goes to. */
+  dedup?: { step: Deduplicator; historyTopic: string };
   embedStage?: EmbedStage;
   guard: GenerationGuard;
   backpressure: Backpressure;
@@ -100,6 +103,10 @@ export function createWindowSteps(ctx: WindowStepsContext) {
     const scored = await telemetry.time("score", () => ctx.scorer.score(live, { recorded, selector }));
     const before = policy.current.snapshot();
     const outcomes = await telemetry.time("policy", () => decideWindow(scored, policy.current));
+    // Rejects the copies the policy accepted; its history is read back after a rebalance (generation).
+    const deduped = ctx.dedup
+      ? await telemetry.time("dedup", () => ctx.dedup?.step.apply(outcomes, generation))
+      : undefined;
     if (!guard.isCurrent(generation)) {
       // A rebalance arrived while scoring: this window's partitions may belong to another member now.
       policy.current = createPolicy(ctx.settings.policy, { state: before });
@@ -116,6 +123,8 @@ export function createWindowSteps(ctx: WindowStepsContext) {
       { windowId: plan.id, seed: plan.seed, policyVersion: policy.current.version },
       plan.manifest,
     );
+    if (ctx.dedup && deduped && deduped.messages.length > 0)
+      messages.set(ctx.dedup.historyTopic, deduped.messages);
     messages.set(ctx.state.topic, [
       stateMessage(stateKey(ctx.state.group, ctx.state.instanceId), policy.current.snapshot()),
     ]);

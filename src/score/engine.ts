@@ -93,6 +93,21 @@ export interface ScoringEngine {
     centres: Float32Array,
     count: number,
   ): Promise<{ index: Float32Array; best: Float32Array }>;
+  /**
+   * For each of `count` query rows (count x dim, float32), the most similar row of `store` rows
+   * from..to-1 (float32, or float16 bit patterns) by inner product: the value `best` and the row's
+   * number `index` (-1 when the range is empty); ties go to the lower row. The dedup step's search.
+   */
+  bestRows(
+    queries: Float32Array,
+    count: number,
+    dim: number,
+    store: Float32Array | Uint16Array,
+    from: number,
+    to: number,
+  ): Promise<{ best: Float32Array; index: Int32Array }>;
+  /** The count x rows matrix of inner products of `a` (count x dim) and `b` (rows x dim), row-major. */
+  dots(a: Float32Array, count: number, b: Float32Array, rows: number, dim: number): Promise<Float32Array>;
   close(): Promise<void>;
 }
 
@@ -107,6 +122,7 @@ const GRAPHS = {
   dot: dotGraph,
   nearest: () => nearestGraph(false),
   nearestHalf: () => nearestGraph(true),
+  nearestInHalf: () => nearestGraph(false, true),
   gramAccumulate: gramAccumulateGraph,
 } as const;
 
@@ -648,6 +664,70 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
     return { index, best };
   }
 
+  async function bestRows(
+    queries: Float32Array,
+    count: number,
+    dim: number,
+    store: Float32Array | Uint16Array,
+    from: number,
+    to: number,
+  ): Promise<{ best: Float32Array; index: Int32Array }> {
+    checkPositiveInteger(dim, "dim");
+    checkMatrix(queries, count, dim, "query matrix", false);
+    checkMatrix(store, to, dim, "row store", false);
+    const best = new Float32Array(count).fill(Number.NEGATIVE_INFINITY);
+    const index = new Int32Array(count).fill(-1);
+    if (count === 0 || to <= from) return { best, index };
+    const half = store instanceof Uint16Array;
+    const queryTensor = f32(queries.subarray(0, count * dim), [count, dim]);
+    const step = Math.max(1, Math.floor(blockElements / Math.max(count, dim)));
+    for (let start = from; start < to; start += step) {
+      const n = Math.min(step, to - start);
+      const block = store.subarray(start * dim, (start + n) * dim);
+      const res = await run(
+        half ? sessions.nearestInHalf : sessions.nearest,
+        {
+          rows: queryTensor,
+          centres: block instanceof Uint16Array ? f16(block, [n, dim]) : f32(block, [n, dim]),
+        },
+        half ? "nearest_in_half" : "nearest",
+      );
+      for (let q = 0; q < count; q++) {
+        if (res.best[q] > best[q]) {
+          best[q] = res.best[q];
+          index[q] = start + res.index[q];
+        }
+      }
+    }
+    return { best, index };
+  }
+
+  async function dots(
+    a: Float32Array,
+    count: number,
+    b: Float32Array,
+    rows: number,
+    dim: number,
+  ): Promise<Float32Array> {
+    checkPositiveInteger(dim, "dim");
+    checkMatrix(a, count, dim, "row matrix", false);
+    checkMatrix(b, rows, dim, "column matrix", false);
+    const out = new Float32Array(count * rows);
+    if (count === 0 || rows === 0) return out;
+    const bTensor = f32(b.subarray(0, rows * dim), [rows, dim]);
+    const step = Math.max(1, Math.floor(blockElements / Math.max(rows, dim)));
+    for (let start = 0; start < count; start += step) {
+      const n = Math.min(step, count - start);
+      const res = await run(
+        sessions.dot,
+        { a: f32(a.subarray(start * dim, (start + n) * dim), [n, dim]), b: bTensor },
+        "dot",
+      );
+      out.set(res.dot, start * rows);
+    }
+    return out;
+  }
+
   async function normSim(
     image: Float32Array,
     rows: number,
@@ -690,5 +770,5 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
     await Promise.all(Object.values(sessions).map((s) => s.release()));
   }
 
-  return { provider, sClipLoss, normSim, gram, gramNorm, nearest, close };
+  return { provider, sClipLoss, normSim, gram, gramNorm, nearest, bestRows, dots, close };
 }

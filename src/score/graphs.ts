@@ -241,20 +241,26 @@ export function dotGraph(): Uint8Array {
 }
 
 /**
- * The nearest centre of each row, for k-means (`half`: the rows are float16, widened in the graph): `best` [r] = max_m <rows_i, centres_m> and `index` [r]
- * its argmax (as float32: exact for up to 2^24 centres, and every output stays float32).
+ * The nearest centre of each row, for k-means and the dedup step's search (`half` / `halfCentres`: the
+ * rows / centres are float16, widened in the graph): `best` [r] = max_m <rows_i, centres_m> and
+ * `index` [r] its argmax, the first on ties (as float32: exact for up to 2^24 centres, and every
+ * output stays float32).
  */
-export function nearestGraph(half = false): Uint8Array {
+export function nearestGraph(half = false, halfCentres = false): Uint8Array {
   const g = graphBuilder("n");
   const rows = half ? g.op("Cast", ["rows"], { to: attr.int(FLOAT) }) : "rows";
-  const y = g.op("Gemm", [rows, "centres"], { transB: attr.int(1) });
+  const centres = halfCentres ? g.op("Cast", ["centres"], { to: attr.int(FLOAT) }) : "centres";
+  const y = g.op("Gemm", [rows, centres], { transB: attr.int(1) });
   g.alias(g.op("ReduceMax", [y], { axes: attr.ints([1]), keepdims: attr.int(0) }), "best");
   const arg = g.op("ArgMax", [y], { axis: attr.int(1), keepdims: attr.int(0) });
   g.alias(g.op("Cast", [arg], { to: attr.int(FLOAT) }), "index");
   return encodeModel(
     g.build(
-      half ? "nearest_half" : "nearest",
-      [valueInfo("rows", ["r", "D"], half ? FLOAT16 : FLOAT), valueInfo("centres", ["m", "D"])],
+      half ? "nearest_half" : halfCentres ? "nearest_in_half" : "nearest",
+      [
+        valueInfo("rows", ["r", "D"], half ? FLOAT16 : FLOAT),
+        valueInfo("centres", ["m", "D"], halfCentres ? FLOAT16 : FLOAT),
+      ],
       [valueInfo("best", ["r"]), valueInfo("index", ["r"])],
     ),
   );

@@ -96,7 +96,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   write(
     `clipsieve demo: ${int(o.count)} simulated image-text records (D=${o.dim}, ${o.order} order, seed ${o.seed})\n` +
       `filter: window ${o.windowSize}, negative bank ${o.bankSize}, b=${o.batchSize}, K=${o.draws}, tau 0.01; ` +
-      `policy --keep ${o.keep} --then ${o.thenKeep}\n`,
+      `policy --keep ${o.keep} --then ${o.thenKeep}, then --dedup (cosine >= 0.95, per partition)\n`,
   );
   try {
     if (!o.brokers) write("starting a local Kafka broker (Java) ...\n");
@@ -133,6 +133,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         thenKeep: o.thenKeep,
         warmup: o.warmup,
         warmupMode: o.warmupMode,
+        // Near-copies of records accepted earlier are rejected (near_duplicate): the demo's duplicate kind.
+        dedup: true,
         instanceId: runId,
       },
     });
@@ -210,9 +212,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     if (progressTimer) clearInterval(progressTimer);
     await pipeline?.close(2_000).catch(() => {});
     if (broker && !broker.local && !o.keepTopics) {
-      await deleteTopics(broker.brokers, [...topics, stateTopic], prefix).catch((err: unknown) =>
-        o.logger.warn({ err }, "could not delete the demo's topics"),
-      );
+      await deleteTopics(
+        broker.brokers,
+        [...topics, stateTopic, `${outputs.scores}-dedup-history`],
+        prefix,
+      ).catch((err: unknown) => o.logger.warn({ err }, "could not delete the demo's topics"));
     }
     await broker?.stop();
     rmSync(workDir, { recursive: true, force: true });

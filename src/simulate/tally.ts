@@ -10,6 +10,8 @@ import { SIM_HEADERS } from "./producer.ts";
 interface KindRow {
   records: number;
   accepted: number;
+  /** Accepted by the policy, before the dedup step rejected copies (near_duplicate, near_reference). */
+  policyAccepted: number;
   clipScoreSum: number;
   sClipLossSum: number;
   scored: number;
@@ -44,10 +46,11 @@ export class DemoTally {
       if (!row)
         this.byKind.set(
           kind,
-          (row = { records: 0, accepted: 0, clipScoreSum: 0, sClipLossSum: 0, scored: 0 }),
+          (row = { records: 0, accepted: 0, policyAccepted: 0, clipScoreSum: 0, sClipLossSum: 0, scored: 0 }),
         );
       row.records++;
       if (o.decision === "accepted") row.accepted++;
+      if (o.decision === "accepted" || o.copyOf) row.policyAccepted++;
       const s = o.scores;
       if (s?.clip_score !== undefined && s.s_clip_loss !== undefined) {
         row.scored++;
@@ -143,7 +146,8 @@ export function formatSummary(tally: DemoTally): string {
     [
       "kind",
       "records",
-      "accepted",
+      "policy accepted",
+      "accepted after dedup",
       "rate",
       "mean CLIPScore",
       "mean s-CLIPLoss",
@@ -157,6 +161,7 @@ export function formatSummary(tally: DemoTally): string {
         return [
           k,
           int(r.records),
+          int(r.policyAccepted),
           int(r.accepted),
           pct(r.accepted, r.records),
           r.scored > 0 ? (r.clipScoreSum / r.scored).toFixed(3) : "-",
@@ -164,7 +169,7 @@ export function formatSummary(tally: DemoTally): string {
           pct(kept, r.records),
         ];
       }),
-    [false, true, true, true, true, true, true],
+    [false, true, true, true, true, true, true, true],
   );
   const seconds = (tally.lastDeliveredAt - tally.firstProducedAt) / 1000;
   const lat = (q: number) => `${(quantile(tally.latenciesMs, q) / 1000).toFixed(2)} s`;

@@ -8,7 +8,7 @@
  * `clipsieve-not-computed`): a reader can tell "not needed" from "no target set" (the key is absent)
  * and from a value.
  */
-import type { DecodedRecord, RecordDecision, RecordOutcome, SourceRef } from "../common/record.ts";
+import type { CopyOf, DecodedRecord, RecordDecision, RecordOutcome, SourceRef } from "../common/record.ts";
 import { SCORE_NAMES } from "../score/registry.ts";
 import type { OutputTopics } from "./topics.ts";
 
@@ -39,6 +39,8 @@ export const HEADER = {
   errorStage: "clipsieve-error-stage",
   errorMessage: "clipsieve-error-message",
   notComputed: "clipsieve-not-computed",
+  /** JSON: what a near_duplicate / near_reference record copies, and the similarity (CopyOf). */
+  copyOf: "clipsieve-copy-of",
 } as const;
 
 /** The record of the scores topic (JSON). */
@@ -56,6 +58,8 @@ export interface ScoreRecord {
   window_id: string;
   seed: number;
   policy_version: string;
+  /** What the record copies (near_duplicate: an earlier accepted record; near_reference: a reference row). */
+  copy_of?: CopyOf;
   error?: { code: string; stage: string; message: string };
 }
 
@@ -111,6 +115,7 @@ export function buildWindowOutputs(
       window_id: ctx.windowId,
       seed: ctx.seed,
       policy_version: ctx.policyVersion,
+      ...(o.copyOf ? { copy_of: o.copyOf } : {}),
     };
     if (o.decision === "dead_letter") {
       const f = r.failure;
@@ -144,6 +149,7 @@ export function buildWindowOutputs(
       };
       if (o.rule) headers[HEADER.rule] = o.rule;
       if (o.notComputed) headers[HEADER.notComputed] = JSON.stringify(o.notComputed);
+      if (o.copyOf) headers[HEADER.copyOf] = JSON.stringify(o.copyOf);
       byTopic
         .get(o.decision === "accepted" ? topics.accepted : topics.rejected)
         ?.push({ key: r.key, value: r.value, headers });

@@ -30,6 +30,7 @@ const RUN_ONLY_FLAGS = [
   "--scores",
   "--windows-topic",
   "--state-topic",
+  "--dedup-history-topic",
   "--instance-id",
 ];
 

@@ -23,14 +23,15 @@ const SMALL = [
   "1024",
 ];
 
-/** The per-kind rows of the summary: kind -> [records, accepted]. */
-function perKind(output: string): Map<string, [number, number]> {
-  const rows = new Map<string, [number, number]>();
+/** The per-kind rows of the summary: kind -> [records, accepted after dedup, accepted by the policy]. */
+function perKind(output: string): Map<string, [number, number, number]> {
+  const rows = new Map<string, [number, number, number]>();
   const section = output.slice(output.indexOf("Per labelled kind"));
+  const n = (s: string) => Number(s.replaceAll(",", ""));
   for (const m of section.matchAll(
-    /^(aligned|off_target|mismatched|boilerplate|duplicate)\s+([\d,]+)\s+([\d,]+)/gm,
+    /^(aligned|off_target|mismatched|boilerplate|duplicate)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)/gm,
   )) {
-    rows.set(m[1], [Number(m[2].replaceAll(",", "")), Number(m[3].replaceAll(",", ""))]);
+    rows.set(m[1], [n(m[2]), n(m[4]), n(m[3])]);
   }
   return rows;
 }
@@ -59,12 +60,17 @@ test("demo on a given broker prints the summary and deletes its topics", async (
     [...kinds.values()].reduce((a, [n]) => a + n, 0),
     1500,
   );
-  const rate = (k: string) => (kinds.get(k) as [number, number])[1] / (kinds.get(k) as [number, number])[0];
+  const rate = (k: string) =>
+    (kinds.get(k) as [number, number, number])[1] / (kinds.get(k) as [number, number, number])[0];
   // What the demo is for: good pairs kept, mismatches, boilerplate and off-target images rejected.
   assert.ok(rate("aligned") > 0.4, `aligned accepted ${rate("aligned")}`);
   assert.equal(rate("mismatched"), 0);
   assert.ok(rate("boilerplate") < 0.05, `boilerplate accepted ${rate("boilerplate")}`);
   assert.ok(rate("off_target") < 0.05, `off_target accepted ${rate("off_target")}`);
+  // The dedup step: of the near-copies the policy accepted, most are rejected as near_duplicate.
+  const [, dupAfter, dupBefore] = kinds.get("duplicate") as [number, number, number];
+  assert.ok(dupBefore > 0 && dupAfter < dupBefore / 2, `duplicates accepted ${dupBefore} -> ${dupAfter}`);
+  assert.match(out, /^rejected\s+near_duplicate\s+[\d,]+/m);
 
   const prefix = /Topics (clipsieve-demo-[0-9a-f]+)\.\* deleted/.exec(out)?.[1];
   assert.ok(prefix, out);

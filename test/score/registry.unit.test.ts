@@ -84,6 +84,8 @@ function fakeEngine(calls: string[]): ScoringEngine {
     gram: async () => new Float32Array(),
     gramNorm: async () => new Float32Array(),
     nearest: async () => ({ index: new Float32Array(), best: new Float32Array() }),
+    bestRows: async () => ({ best: new Float32Array(), index: new Int32Array() }),
+    dots: async () => new Float32Array(),
     close: async () => {},
   };
 }

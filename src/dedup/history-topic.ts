@@ -1,0 +1,267 @@
+/**
+ * The dedup history in Kafka: written in the window's own transaction, so what a restarted (or
+ * rebalanced) filter reads back is exactly the history of the decisions that were committed, never of
+ * a window that was scored but not delivered.
+ *
+ * Each scope's rows are cut into chunks of `chunkRows` consecutive sequence numbers; a window that
+ * accepted rows in a scope writes the chunks they fall in (the open chunk again, whole, with its
+ * earlier rows). The topic is compacted and a chunk's key is `<scope>#<slot>`, the slot being the chunk
+ * number modulo enough slots to cover the largest history: so the topic keeps about one horizon per
+ * scope however long the filter runs, and a new chunk replaces the one a horizon older.
+ *
+ * Value: a 4-byte big-endian length, a JSON header (scope, chunk, chunkRows, rows, dim, uids, offsets),
+ * then rows x dim float16 values, little-endian.
+ */
+import type { Logger } from "../common/logger.ts";
+import type { SourceRef } from "../common/record.ts";
+import type { KafkaClient } from "../kafka/index.ts";
+import type { OutMessage } from "../sink/outputs.ts";
+import { type HistoryEntry, historyStart, maxHistoryRows, TAIL_ROWS } from "./history.ts";
+
+/** A scope: the input partition a record came from. */
+export function scopeOf(source: SourceRef): string {
+  return `${source.topic}/${source.partition}`;
+}
+
+/** Rows per chunk: a power of two dividing TAIL_ROWS, and at most 512 KiB of float16 per message. */
+export function chunkRowsFor(dim: number): number {
+  let rows = 256;
+  while (rows > 1 && rows * dim * 2 > 512 * 1024) rows /= 2;
+  return rows;
+}
+
+interface ChunkHeader {
+  scope: string;
+  chunk: number;
+  chunkRows: number;
+  rows: number;
+  dim: number;
+  uids: (string | null)[];
+  offsets: string[];
+}
+
+/** One chunk read back: its header and its rows' float16 values. */
+export interface HistoryChunk {
+  header: ChunkHeader;
+  bits: Uint16Array;
+}
+
+/** A scope's committed history as read back: rows from sequence number `start`, chunk by chunk. */
+export interface LoadedScope {
+  start: number;
+  count: number;
+  chunks: HistoryChunk[];
+}
+
+export function encodeChunk(header: ChunkHeader, bits: Uint16Array): Buffer {
+  const json = Buffer.from(JSON.stringify(header));
+  const out = Buffer.alloc(4 + json.length + bits.byteLength);
+  out.writeUInt32BE(json.length, 0);
+  json.copy(out, 4);
+  Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength).copy(out, 4 + json.length);
+  return out;
+}
+
+export function decodeChunk(value: Buffer): HistoryChunk {
+  const length = value.readUInt32BE(0);
+  const header = JSON.parse(value.subarray(4, 4 + length).toString()) as ChunkHeader;
+  const body = value.subarray(4 + length);
+  // A copy: the Buffer's offset need not be even, which a Uint16Array view requires.
+  const bits = new Uint16Array(body.length / 2);
+  Buffer.from(bits.buffer).set(body);
+  return { header, bits };
+}
+
+/** The open chunk of one scope: rows accepted since the last full chunk. */
+interface OpenChunk {
+  chunk: number;
+  bits: Uint16Array;
+  entries: HistoryEntry[];
+}
+
+export interface HistoryTopicOptions {
+  topic: string;
+  dim: number;
+  horizon: number;
+}
+
+export class HistoryTopic {
+  readonly topic: string;
+  private readonly dim: number;
+  private readonly horizon: number;
+  private readonly chunkRows: number;
+  private readonly slots: number;
+  private readonly open = new Map<string, OpenChunk>();
+  private readonly kafka: KafkaClient;
+  private readonly logger: Logger;
+
+  constructor(kafka: KafkaClient, o: HistoryTopicOptions, logger: Logger) {
+    this.kafka = kafka;
+    this.logger = logger;
+    this.topic = o.topic;
+    this.dim = o.dim;
+    this.horizon = o.horizon;
+    this.chunkRows = chunkRowsFor(o.dim);
+    this.slots = Math.ceil(maxHistoryRows(o.horizon) / this.chunkRows) + 2;
+  }
+
+  /** The topic exists and is compacted (one partition: it is read whole after a restart or rebalance). */
+  async ensure(): Promise<void> {
+    await this.kafka.ensureTopics([
+      {
+        topic: this.topic,
+        numPartitions: 1,
+        configEntries: [
+          { name: "cleanup.policy", value: "compact" },
+          // Smaller segments than the broker's 1 GiB, so that replaced chunks are compacted away soon.
+          { name: "segment.bytes", value: String(64 * 1024 * 1024) },
+        ],
+      },
+    ]);
+  }
+
+  /** Forget the open chunks (the histories are about to be read back). */
+  reset(): void {
+    this.open.clear();
+  }
+
+  /**
+   * The committed history of each of `scopes` (read_committed, the whole topic; the newest value of
+   * each key), from the first row a history of this horizon holds.
+   */
+  async load(scopes: ReadonlySet<string>): Promise<Map<string, LoadedScope>> {
+    const latest = new Map<string, Buffer>();
+    const t0 = performance.now();
+    let bytes = 0;
+    const { complete } = await this.kafka.readTopicToEnd(
+      this.topic,
+      (m) => {
+        const key = m.key?.toString() ?? "";
+        const scope = key.slice(0, key.lastIndexOf("#"));
+        if (!scopes.has(scope)) return;
+        if (m.value === null) latest.delete(key);
+        else {
+          latest.set(key, m.value);
+          bytes += m.value.length;
+        }
+      },
+      { timeoutMs: 600_000 },
+    );
+    if (!complete) {
+      throw new Error(`reading the dedup history topic ${this.topic} timed out`);
+    }
+    const byScope = new Map<string, HistoryChunk[]>();
+    for (const value of latest.values()) {
+      const chunk = decodeChunk(value);
+      const list = byScope.get(chunk.header.scope) ?? [];
+      list.push(chunk);
+      byScope.set(chunk.header.scope, list);
+    }
+    const out = new Map<string, LoadedScope>();
+    for (const [scope, chunks] of byScope) {
+      const loaded = this.usable(scope, chunks);
+      if (loaded) out.set(scope, loaded);
+    }
+    const rows = [...out.values()].reduce((s, l) => s + l.count - l.start, 0);
+    this.logger.info(
+      {
+        topic: this.topic,
+        scopes: out.size,
+        rows,
+        mb: Math.round(bytes / 2 ** 20),
+        ms: Math.round(performance.now() - t0),
+      },
+      "dedup history read back",
+    );
+    return out;
+  }
+
+  /** A scope's chunks in order, from the first row its history holds; undefined if none are usable. */
+  private usable(scope: string, chunks: HistoryChunk[]): LoadedScope | undefined {
+    chunks.sort((a, b) => a.header.chunk - b.header.chunk);
+    const newest = chunks[chunks.length - 1].header;
+    if (newest.dim !== this.dim || chunks.some((c) => c.header.chunkRows !== newest.chunkRows)) {
+      this.logger.warn(
+        { scope, dim: newest.dim },
+        "the dedup history was written with another dimension or chunk size; starting it empty",
+      );
+      return undefined;
+    }
+    const rowsPer = newest.chunkRows;
+    const count = newest.chunk * rowsPer + newest.rows;
+    let start = historyStart(count, this.horizon);
+    // The chunks from `start` must all be there, consecutive and full (but the newest).
+    let first = chunks.length - 1;
+    while (first > 0 && chunks[first - 1].header.chunk === chunks[first].header.chunk - 1) first--;
+    const earliest = chunks[first].header.chunk * rowsPer;
+    if (earliest > start) {
+      const from = Math.ceil(earliest / TAIL_ROWS) * TAIL_ROWS;
+      this.logger.warn(
+        { scope, wanted: start, held: earliest, from },
+        "the dedup history topic lacks rows the horizon needs (retention or compaction); starting after the gap",
+      );
+      start = from;
+    }
+    const used = chunks.slice(first).filter((c) => (c.header.chunk + 1) * rowsPer > start);
+    return { start, count, chunks: used };
+  }
+
+  /** The chunk the open rows of `scope` continue from after a read-back. */
+  adopt(scope: string, loaded: LoadedScope): void {
+    const last = loaded.chunks[loaded.chunks.length - 1];
+    if (!last || last.header.rows === last.header.chunkRows) return;
+    this.open.set(scope, {
+      chunk: last.header.chunk,
+      bits: last.bits.slice(),
+      entries: last.header.uids.map((uid, i) => ({ uid, offset: last.header.offsets[i] })),
+    });
+  }
+
+  /**
+   * The messages that record rows appended to `scope` (`count` = rows appended before them): the open
+   * chunk's rows with the new ones, then any further chunks.
+   */
+  messages(scope: string, count: number, bits: Uint16Array, entries: readonly HistoryEntry[]): OutMessage[] {
+    const dim = this.dim;
+    const rowsPer = this.chunkRows;
+    const out: OutMessage[] = [];
+    let open: OpenChunk | undefined = this.open.get(scope);
+    const chunkNow = Math.floor(count / rowsPer);
+    if (!open || open.chunk !== chunkNow) {
+      open = { chunk: chunkNow, bits: new Uint16Array(0), entries: [] };
+      if (count % rowsPer !== 0) {
+        // Rows of this chunk written before this process started are not in memory: they were read
+        // back (adopt); a chunk that was never adopted starts at its first row.
+        this.logger.warn({ scope, count }, "dedup history: an open chunk was not read back");
+      }
+    }
+    let i = 0;
+    while (i < entries.length) {
+      const room = rowsPer - open.entries.length;
+      const take = Math.min(room, entries.length - i);
+      const merged: Uint16Array = new Uint16Array((open.entries.length + take) * dim);
+      merged.set(open.bits);
+      merged.set(bits.subarray(i * dim, (i + take) * dim), open.entries.length * dim);
+      open = { chunk: open.chunk, bits: merged, entries: [...open.entries, ...entries.slice(i, i + take)] };
+      i += take;
+      const header: ChunkHeader = {
+        scope,
+        chunk: open.chunk,
+        chunkRows: rowsPer,
+        rows: open.entries.length,
+        dim,
+        uids: open.entries.map((e) => e.uid),
+        offsets: open.entries.map((e) => e.offset),
+      };
+      out.push({
+        key: `${scope}#${open.chunk % this.slots}`,
+        value: encodeChunk(header, open.bits),
+        headers: {},
+      });
+      if (open.entries.length === rowsPer)
+        open = { chunk: open.chunk + 1, bits: new Uint16Array(0), entries: [] };
+    }
+    this.open.set(scope, open);
+    return out;
+  }
+}
