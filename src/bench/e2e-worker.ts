@@ -40,6 +40,10 @@ export interface WorkerResult {
   peakRssMiB: number;
   /** The target set's memory (rows, gram, index), when the run measured a target size. */
   targetMiB?: number;
+  /** Filter: seconds from the first fetch to the first window's delivery (a history read back counts here). */
+  firstWindowSeconds?: number;
+  /** Filter: records/s after the first window (its records over the time from its delivery to the last). */
+  steadyRecordsPerSecond?: number;
 }
 
 function latencies(
@@ -189,11 +193,19 @@ async function runFilterJob(job: WorkerJob, ready: () => void): Promise<WorkerRe
     if (v.metricName?.endsWith("_sum")) stages[String(v.labels.stage)] = v.value;
   }
   const lat = latencies(windows);
+  const first = windows[0];
+  const afterFirst = decided - (first?.outcomes.length ?? 0);
   return {
     mode: "filter",
     records: decided,
     seconds,
     recordsPerSecond: decided / seconds,
+    ...(first
+      ? {
+          firstWindowSeconds: (first.deliveredAt - run.firstFetchAt) / 1000,
+          steadyRecordsPerSecond: afterFirst / ((run.lastDeliveredAt - first.deliveredAt) / 1000),
+        }
+      : {}),
     latencyP50Ms: quantile(lat, 0.5),
     latencyP99Ms: quantile(lat, 0.99),
     windows: windows.length,

@@ -18,7 +18,9 @@ import { tmpdir } from "node:os";
 import { extname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import type { Logger } from "../common/logger.ts";
+import { createLogger, type Logger } from "../common/logger.ts";
+import { HistoryTopic } from "../dedup/index.ts";
+import { float32ToFloat16Bits } from "../io/float16.ts";
 import { createKafkaClient, KAFKA_ADAPTERS, type KafkaAdapterName } from "../kafka/index.ts";
 import type { RunConfigInput } from "../pipeline/config.ts";
 import { createScoringEngine } from "../score/engine.ts";
@@ -57,6 +59,12 @@ export interface E2eOptions {
    * with `--normaliser pool` and each of these bank sizes (the cost of a larger pool).
    */
   poolBanks?: readonly number[];
+  /**
+   * Instead of the standard runs: the filter on the first adapter with its default settings, then
+   * with --dedup and a history already holding each of these numbers of rows (written to the history
+   * topic first, read back by the filter before its first window).
+   */
+  dedupRows?: readonly number[];
   logger: Logger;
   progress(line: string): void;
 }
@@ -245,6 +253,48 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
         totalSeconds: (performance.now() - started) / 1000,
       };
     }
+    if (o.dedupRows) {
+      const main = adapters[0] as KafkaAdapterName;
+      const on = { kafkaClient: main };
+      record(
+        main,
+        "filter",
+        "backlog",
+        await best(`${main} filter`, () => job("filter", backlog, o.count, { ...filterFlags, ...on })),
+      );
+      for (const rows of o.dedupRows) {
+        const historyTopic = `clipsieve-bench-dedup-${Math.random().toString(16).slice(2, 8)}`;
+        topics.push(historyTopic);
+        const t0 = performance.now();
+        const written = await prefillDedupHistory(kafka, sim, historyTopic, `${backlog}/0`, rows);
+        o.progress(
+          `dedup history of ${rows} rows (${(written / 2 ** 20).toFixed(0)} MiB) written in ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+        );
+        const name = `filter, --dedup, history ${rows} rows`;
+        record(
+          main,
+          name,
+          "backlog",
+          await best(`${main} ${name}`, () =>
+            job("filter", backlog, o.count, {
+              ...filterFlags,
+              ...on,
+              dedup: true,
+              dedupHorizon: Math.max(rows, 1),
+              dedupHistoryTopic: historyTopic,
+            }),
+          ),
+        );
+      }
+      return {
+        count: o.count,
+        dim: o.dim,
+        filter: { ...FILTER_FLAGS, targetRows: sim.options.targetRows, dedupCurve: o.dedupRows },
+        rate: 0,
+        runs,
+        totalSeconds: (performance.now() - started) / 1000,
+      };
+    }
     const filters = new Map<KafkaAdapterName, WorkerResult>();
     for (const adapter of adapters) {
       const on = { kafkaClient: adapter };
@@ -324,6 +374,52 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
   }
 }
 
+/**
+ * A dedup history of `rows` rows for `scope` on `topic`, as the filter writes it (history-topic.ts):
+ * images of the simulation's clustered target (many classes, realistic for the search), one row each.
+ * Returns the bytes written.
+ */
+async function prefillDedupHistory(
+  kafka: ReturnType<typeof createKafkaClient>,
+  sim: ReturnType<typeof createSimulation>,
+  topic: string,
+  scope: string,
+  rows: number,
+): Promise<number> {
+  const dim = sim.options.dim;
+  const store = new HistoryTopic(
+    kafka,
+    { topic, dim, horizon: Math.max(rows, 1) },
+    createLogger("bench", "warn"),
+  );
+  await store.ensure();
+  if (rows === 0) return 0;
+  const { data } = sim.clusteredTarget(rows);
+  const producer = kafka.producer();
+  await producer.connect();
+  let bytes = 0;
+  try {
+    const step = 16_384;
+    for (let start = 0; start < rows; start += step) {
+      const n = Math.min(step, rows - start);
+      const bits = float32ToFloat16Bits(data.subarray(start * dim, (start + n) * dim));
+      const entries = Array.from({ length: n }, (_, i) => ({
+        uid: `history-${start + i}`,
+        offset: String(start + i),
+      }));
+      const messages = store.messages(scope, start, bits, entries);
+      for (const m of messages) bytes += (m.value as Buffer).length;
+      await producer.send(
+        topic,
+        messages.map((m) => ({ key: m.key, value: m.value })),
+      );
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  return bytes;
+}
+
 const s = (x: number) => `${x.toFixed(2)} s`;
 
 export function formatE2eReport(r: E2eReport): string {
@@ -332,6 +428,7 @@ export function formatE2eReport(r: E2eReport): string {
   const pct = (a: number, b: number | undefined) => (b ? `${Math.round((100 * a) / b)}%` : "-");
   if (r.filter.targetCurve) return formatTargetCurve(r);
   if (r.filter.poolCurve) return formatPoolCurve(r);
+  if (r.filter.dedupCurve) return formatDedupCurve(r);
   const lines = [
     `D = ${r.dim}, ${r.count.toLocaleString("en-US")} simulated JSON records (base64 float32 embeddings); filter: ` +
       `window ${r.filter.windowSize}, bank ${r.filter.bankSize}, K = ${r.filter.draws}, b = ${r.filter.batchSize}, ` +
@@ -394,6 +491,34 @@ function formatTargetCurve(r: E2eReport): string {
     lines.push(
       `| ${name} | ${Math.round(result.recordsPerSecond)} | ${pct} | ${score !== undefined ? s(score) : "-"} | ` +
         `${Math.round(result.peakRssMiB)} MiB | ${result.targetMiB !== undefined ? `${Math.round(result.targetMiB)} MiB` : "-"} |`,
+    );
+  }
+  lines.push("", `Total ${r.totalSeconds.toFixed(0)} s.`);
+  return lines.join("\n");
+}
+
+/**
+ * `bench-e2e --dedup-rows`: the filter's rate with --dedup over histories of given sizes. The rates
+ * are after the first window (whose time holds the history's read-back), the first window's time
+ * apart.
+ */
+function formatDedupCurve(r: E2eReport): string {
+  const baseline = r.runs[0]?.result.steadyRecordsPerSecond;
+  const lines = [
+    `D = ${r.dim}, ${r.count.toLocaleString("en-US")} simulated JSON records; filter: window ${r.filter.windowSize}, ` +
+      `bank ${r.filter.bankSize}, K = ${r.filter.draws}, b = ${r.filter.batchSize}, --keep ${r.filter.keep} ` +
+      `--then ${r.filter.thenKeep}; the history: images of a clustered target of many classes; ${r.runs[0]?.adapter}.`,
+    "",
+    "| run | records/s after the first window | of the filter's without dedup | first window (history read back) | dedup time | peak RSS |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const { name, result } of r.runs) {
+    const rate = result.steadyRecordsPerSecond ?? result.recordsPerSecond;
+    const pct = baseline ? `${Math.round((100 * rate) / baseline)}%` : "-";
+    const dedup = result.stages.dedup;
+    lines.push(
+      `| ${name} | ${Math.round(rate)} | ${pct} | ${result.firstWindowSeconds !== undefined ? s(result.firstWindowSeconds) : "-"} | ` +
+        `${dedup !== undefined ? s(dedup) : "-"} | ${Math.round(result.peakRssMiB)} MiB |`,
     );
   }
   lines.push("", `Total ${r.totalSeconds.toFixed(0)} s.`);

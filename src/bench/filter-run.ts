@@ -112,8 +112,8 @@ export async function runFilter(options: {
     await pipeline
       .close(5_000)
       .catch((err: unknown) => options.logger.warn({ err }, "closing the filter failed"));
-    await deleteTopics(options.brokers, [...outputs, names.stateTopic]).catch((err: unknown) =>
-      options.logger.warn({ err }, "could not delete a run's topics"),
+    await deleteTopics(options.brokers, [...outputs, names.stateTopic, config.dedupHistoryTopic]).catch(
+      (err: unknown) => options.logger.warn({ err }, "could not delete a run's topics"),
     );
   }
   return {

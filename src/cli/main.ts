@@ -23,6 +23,7 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   demo: async () => (await import("./commands/demo.ts")).registerDemoCommand,
   fidelity: async () => (await import("./commands/fidelity.ts")).registerFidelityCommand,
   "bench-e2e": async () => (await import("./commands/bench-e2e.ts")).registerBenchE2eCommand,
+  "bench-dedup": async () => (await import("./commands/bench-dedup.ts")).registerBenchDedupCommand,
   diff: async () => (await import("./commands/diff.ts")).registerDiffCommand,
   dump: async () => (await import("./commands/dump.ts")).registerDumpCommand,
   calibrate: async () => (await import("./commands/calibrate.ts")).registerCalibrateCommand,

@@ -23,8 +23,8 @@ import { float32ToFloat16Bits } from "../io/float16.ts";
 import type { ScoringEngine } from "../score/engine.ts";
 import { loadTarget } from "../score/target-set.ts";
 import type { OutMessage } from "../sink/outputs.ts";
-import { type HistoryEntry, ScopeHistory } from "./history.ts";
-import { type HistoryTopic, type LoadedScope, scopeOf } from "./history-topic.ts";
+import { type HistoryEntry, ScopeHistory, topSegmentRows } from "./history.ts";
+import { chunkBits, type HistoryTopic, type LoadedScope, scopeOf } from "./history-topic.ts";
 import { buildSegment, type Segment, searchSegment } from "./segment.ts";
 
 /** The reasons the step gives (beside the policy's, ../policy/types.ts). */
@@ -234,14 +234,34 @@ export class Deduplicator {
         continue;
       }
       const history = make(l.start);
-      for (const chunk of l.chunks) {
-        const { header } = chunk;
+      // In batches of up to a top-size segment, each chunk's message let go once read, so the read-back
+      // holds about the messages left plus the history built, not both whole.
+      store?.adopt(scope, l);
+      const batchRows = topSegmentRows(settings.horizon);
+      let bits: Uint16Array[] = [];
+      let entries: HistoryEntry[] = [];
+      const flush = async () => {
+        const all = new Uint16Array(entries.length * dim);
+        let at = 0;
+        for (const b of bits) {
+          all.set(b, at);
+          at += b.length;
+        }
+        await history.append(all, entries);
+        bits = [];
+        entries = [];
+      };
+      for (let c = 0; c < l.chunks.length; c++) {
+        const { header, value } = l.chunks[c];
         const first = header.chunk * header.chunkRows;
         const skip = Math.max(0, l.start - first);
-        const entries = header.uids.slice(skip).map((uid, k) => ({ uid, offset: header.offsets[skip + k] }));
-        await history.append(chunk.bits.subarray(skip * dim), entries);
+        bits.push(chunkBits(value).subarray(skip * dim));
+        for (let k = skip; k < header.rows; k++)
+          entries.push({ uid: header.uids[k], offset: header.offsets[k] });
+        (l.chunks as Partial<(typeof l.chunks)[number]>[])[c] = {};
+        if (entries.length >= batchRows) await flush();
       }
-      store?.adopt(scope, l);
+      if (entries.length > 0) await flush();
       this.scopes.set(scope, history);
     }
   }

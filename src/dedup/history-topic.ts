@@ -40,10 +40,10 @@ interface ChunkHeader {
   offsets: string[];
 }
 
-/** One chunk read back: its header and its rows' float16 values. */
+/** One chunk read back: its header, and its message (whose float16 rows `chunkBits` reads). */
 export interface HistoryChunk {
   header: ChunkHeader;
-  bits: Uint16Array;
+  value: Buffer;
 }
 
 /** A scope's committed history as read back: rows from sequence number `start`, chunk by chunk. */
@@ -62,14 +62,21 @@ export function encodeChunk(header: ChunkHeader, bits: Uint16Array): Buffer {
   return out;
 }
 
-export function decodeChunk(value: Buffer): HistoryChunk {
+export function decodeChunkHeader(value: Buffer): ChunkHeader {
   const length = value.readUInt32BE(0);
-  const header = JSON.parse(value.subarray(4, 4 + length).toString()) as ChunkHeader;
-  const body = value.subarray(4 + length);
-  // A copy: the Buffer's offset need not be even, which a Uint16Array view requires.
+  return JSON.parse(value.subarray(4, 4 + length).toString()) as ChunkHeader;
+}
+
+/** A chunk's rows, float16 bit patterns (a copy: the Buffer's offset need not be even, as a Uint16Array's must). */
+export function chunkBits(value: Buffer): Uint16Array {
+  const body = value.subarray(4 + value.readUInt32BE(0));
   const bits = new Uint16Array(body.length / 2);
   Buffer.from(bits.buffer).set(body);
-  return { header, bits };
+  return bits;
+}
+
+export function decodeChunk(value: Buffer): { header: ChunkHeader; bits: Uint16Array } {
+  return { header: decodeChunkHeader(value), bits: chunkBits(value) };
 }
 
 /** The open chunk of one scope: rows accepted since the last full chunk. */
@@ -152,11 +159,12 @@ export class HistoryTopic {
     }
     const byScope = new Map<string, HistoryChunk[]>();
     for (const value of latest.values()) {
-      const chunk = decodeChunk(value);
-      const list = byScope.get(chunk.header.scope) ?? [];
-      list.push(chunk);
-      byScope.set(chunk.header.scope, list);
+      const header = decodeChunkHeader(value);
+      const list = byScope.get(header.scope) ?? [];
+      list.push({ header, value });
+      byScope.set(header.scope, list);
     }
+    latest.clear();
     const out = new Map<string, LoadedScope>();
     for (const [scope, chunks] of byScope) {
       const loaded = this.usable(scope, chunks);
@@ -212,7 +220,7 @@ export class HistoryTopic {
     if (!last || last.header.rows === last.header.chunkRows) return;
     this.open.set(scope, {
       chunk: last.header.chunk,
-      bits: last.bits.slice(),
+      bits: chunkBits(last.value),
       entries: last.header.uids.map((uid, i) => ({ uid, offset: last.header.offsets[i] })),
     });
   }

@@ -123,12 +123,22 @@ export class ScopeHistory {
     return { best, seq };
   }
 
-  /** Append rows (unit float32, `entries.length` of them) in acceptance order. */
+  /** Append rows (unit float32, or float16 bits; `entries.length` of them) in acceptance order. */
   async append(rows: Float32Array | Uint16Array, entries: readonly HistoryEntry[]): Promise<void> {
     const dim = this.dim;
     const bits =
       rows instanceof Uint16Array ? rows : float32ToFloat16Bits(rows.subarray(0, entries.length * dim));
     for (let i = 0; i < entries.length; ) {
+      // A rebuild hands many rows at once: whole aligned segments are built directly, as the merges of
+      // their smaller segments would have built them (a segment is a function of its rows alone).
+      const direct = this.tailRows === 0 ? this.directSize(entries.length - i) : 0;
+      if (direct > 0) {
+        for (let j = 0; j < direct; j++) this.entries.push(entries[i + j]);
+        this.next += direct;
+        await this.pushSegment(bits.slice(i * dim, (i + direct) * dim), direct);
+        i += direct;
+        continue;
+      }
       const take = Math.min(TAIL_ROWS - this.tailRows, entries.length - i);
       this.tail.set(bits.subarray(i * dim, (i + take) * dim), this.tailRows * dim);
       for (let j = 0; j < take; j++) this.entries.push(entries[i + j]);
@@ -139,17 +149,30 @@ export class ScopeHistory {
     }
   }
 
-  /** The full tail becomes a segment; equal segments merge upwards; segments past the horizon leave. */
+  /** The largest segment size, aligned at the next row and at most `available` rows (0: none). */
+  private directSize(available: number): number {
+    let size = 0;
+    const top = topSegmentRows(this.horizon);
+    for (let s = TAIL_ROWS; s <= top && s <= available; s *= FANOUT) if (this.next % s === 0) size = s;
+    return size;
+  }
+
+  /** The full tail becomes a segment. */
   private async seal(): Promise<void> {
-    const dim = this.dim;
     const data = this.tail;
-    this.tail = new Uint16Array(TAIL_ROWS * dim);
+    this.tail = new Uint16Array(TAIL_ROWS * this.dim);
     this.tailRows = 0;
-    const from = this.next - TAIL_ROWS;
-    this.segments.push({
-      segment: await buildSegment(this.engine, data, TAIL_ROWS, dim, from),
-      size: TAIL_ROWS,
-    });
+    await this.pushSegment(data, TAIL_ROWS);
+  }
+
+  /**
+   * The segment of the last `rows` rows appended (`data`, in order, kept) joins the list; equal
+   * segments merge upwards; segments past the horizon leave.
+   */
+  private async pushSegment(data: Uint16Array, rows: number): Promise<void> {
+    const dim = this.dim;
+    const from = this.next - rows;
+    this.segments.push({ segment: await buildSegment(this.engine, data, rows, dim, from), size: rows });
     const top = topSegmentRows(this.horizon);
     for (;;) {
       const n = this.segments.length;

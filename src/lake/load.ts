@@ -19,6 +19,7 @@ import {
   encodeJsonRecord,
 } from "../decode/encode.ts";
 import type { RecordFormat } from "../decode/options.ts";
+import { createLshPartitioner, type LshPartitioner } from "../dedup/lsh.ts";
 import { readEmbeddingMatrix } from "../io/embeddings.ts";
 import { inputError } from "../io/files.ts";
 import { parquetLayout } from "../io/parquet.ts";
@@ -44,6 +45,12 @@ export interface LoadOptions {
   schemaRegistryAuth?: SchemaRegistrySecurity;
   /** Partitions of the topic when load has to create it. */
   partitions?: number;
+  /**
+   * "lsh": each record's partition by a locality-sensitive hash of its image embedding, so near-copies
+   * share a partition (the dedup step's scope; src/dedup/lsh.ts), centred on the first shard's first
+   * 2,000 images. Default "uid": by key.
+   */
+  partitionBy?: "uid" | "lsh";
   /** Records per produce request. */
   batchRecords?: number;
   logger: Logger;
@@ -87,6 +94,14 @@ async function ensureTopic(
   logger.info({ topic, partitions }, "the topic is ready");
 }
 
+function unitInPlace(v: Float32Array): Float32Array {
+  let s = 0;
+  for (const x of v) s += x * x;
+  const n = Math.sqrt(s) || 1;
+  for (let i = 0; i < v.length; i++) v[i] /= n;
+  return v;
+}
+
 export async function loadDataComp(opts: LoadOptions): Promise<LoadSummary> {
   const { kafka, topic, logger } = opts;
   const shards = await listShards(opts.dir);
@@ -107,6 +122,7 @@ export async function loadDataComp(opts: LoadOptions): Promise<LoadSummary> {
   const producer = kafka.producer();
   await producer.connect();
   const batchRecords = opts.batchRecords ?? 500;
+  let lsh: LshPartitioner | undefined;
   const started = Date.now();
   let records = 0;
   try {
@@ -135,6 +151,12 @@ export async function loadDataComp(opts: LoadOptions): Promise<LoadSummary> {
         );
       }
       const d = image.dim;
+      if (opts.partitionBy === "lsh" && !lsh) {
+        const sampleRows = Math.min(2000, rows);
+        const sample = image.data.slice(0, sampleRows * d);
+        for (let r = 0; r < sampleRows; r++) unitInPlace(sample.subarray(r * d, (r + 1) * d));
+        lsh = createLshPartitioner(sample, sampleRows, d, opts.partitions ?? 1);
+      }
       const strings = (name: string) => meta[name] as (string | null)[] | undefined;
       const uids = strings("uid")!;
       for (let start = 0; start < rows; start += batchRecords) {
@@ -152,7 +174,8 @@ export async function loadDataComp(opts: LoadOptions): Promise<LoadSummary> {
             imageEmbedding: image.data.subarray(row * d, (row + 1) * d),
             textEmbedding: text.data.subarray(row * d, (row + 1) * d),
           });
-          messages.push({ key: uid, value });
+          const partition = lsh?.partitionOf(unitInPlace(image.data.slice(row * d, (row + 1) * d)));
+          messages.push({ key: uid, value, ...(partition !== undefined ? { partition } : {}) });
         }
         await producer.send(topic, messages);
         records += messages.length;

@@ -132,6 +132,8 @@ export interface SimRecord {
   position: number;
   /** The record's slot: its identity, independent of the order. */
   slot: number;
+  /** Near-copy cluster: the first slot of its duplicate cluster (a record that is no copy: its own slot). */
+  cluster: number;
   uid: string;
   text: string;
   url: string;
@@ -159,6 +161,15 @@ export interface Simulation {
    * loose ones, as real image features are). See `clusteredTargetRow`.
    */
   clusteredTarget(rows: number, classes?: number): { rows: number; dim: number; data: Float32Array };
+  /**
+   * A reference set (e.g. the evaluation images a model will be tested on) with planted
+   * contamination: `contaminated` of its rows are near-copies of the images of aligned records of the
+   * stream (`plantedSlots`, their slots, in row order), the other rows fresh images of the target topics.
+   */
+  referenceSet(
+    rows: number,
+    contaminated: number,
+  ): { rows: number; dim: number; data: Float32Array; plantedSlots: Int32Array };
 }
 
 /** Classes of a clustered target by default: as many as ImageNet-1k's. */
@@ -180,6 +191,7 @@ const STREAM_POPULARITY = 3;
 const STREAM_SLOT = 1_000;
 const STREAM_CLUSTER = 2 ** 39;
 const STREAM_TARGET = 2 ** 40;
+const STREAM_REFERENCE = 2 ** 41;
 
 // Squared weights of the parts of an embedding (see the header).
 const W = {
@@ -666,6 +678,7 @@ export function createSimulation(options: SimulationOptions): Simulation {
     return {
       position,
       slot: index,
+      cluster: slot.cluster,
       uid,
       text: caption,
       url: `https://site${slot.site}.example/${slot.kind === "boilerplate" ? "stock" : "p"}/${uid.slice(0, 12)}.jpg`,
@@ -691,6 +704,51 @@ export function createSimulation(options: SimulationOptions): Simulation {
     },
     clusteredTarget(rows: number, classes = CLUSTERED_TARGET_CLASSES) {
       return clusteredTargetRows(world, o, rows, classes);
+    },
+    referenceSet(rows: number, contaminated: number) {
+      if (!Number.isSafeInteger(rows) || rows < 1) throw new RangeError(`rows must be >= 1, got ${rows}`);
+      const aligned = slots.flatMap((s, i) => (s.kind === "aligned" ? [i] : []));
+      if (
+        !Number.isSafeInteger(contaminated) ||
+        contaminated < 0 ||
+        contaminated > Math.min(rows, aligned.length)
+      ) {
+        throw new RangeError(
+          `contaminated must be 0..${Math.min(rows, aligned.length)}, got ${contaminated}`,
+        );
+      }
+      const pick = createRandom(o.seed, STREAM_REFERENCE - 1);
+      for (let i = 0; i < contaminated; i++) {
+        const j = i + pick.below(aligned.length - i);
+        [aligned[i], aligned[j]] = [aligned[j], aligned[i]];
+      }
+      const plantedSlots = Int32Array.from(aligned.slice(0, contaminated));
+      const positionOf = new Int32Array(order.length);
+      order.forEach((slot, position) => {
+        positionOf[slot] = position;
+      });
+      const data = new Float32Array(rows * dim);
+      const nTarget = targetTopicCount(o);
+      for (let r = 0; r < rows; r++) {
+        const rng = createRandom(o.seed, STREAM_REFERENCE + r);
+        let image: Vec;
+        if (r < contaminated) {
+          const source = record(positionOf[plantedSlots[r]]).imageEmbedding;
+          image = perturbed(Float64Array.from(source), rng, shape.duplicateImageNoise, world);
+        } else {
+          const topic = r % nTarget;
+          image = imageVector(
+            world,
+            rng,
+            contentVector(world, rng, topic, dim),
+            rng.below(o.sites),
+            false,
+            dim,
+          );
+        }
+        data.set(toFloat32(image), r * dim);
+      }
+      return { rows, dim, data, plantedSlots };
     },
     targetEmbeddings() {
       const data = new Float32Array(o.targetRows * dim);

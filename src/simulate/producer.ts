@@ -26,7 +26,15 @@ import {
 } from "../kafka/index.ts";
 import type { SimRecord, Simulation } from "./generator.ts";
 
-export const SIM_HEADERS = { kind: "sim-kind", topic: "sim-topic", site: "sim-site" } as const;
+export const SIM_HEADERS = {
+  kind: "sim-kind",
+  topic: "sim-topic",
+  site: "sim-site",
+  /** The record's near-copy cluster (SimRecord.cluster): copies share it. */
+  cluster: "sim-cluster",
+  /** "1" on a record whose image was planted in the reference set (simulate --reference-out). */
+  contaminated: "sim-contaminated",
+} as const;
 
 export interface ProduceOptions {
   kafka: KafkaClient;
@@ -34,6 +42,10 @@ export interface ProduceOptions {
   format: "json" | "avro";
   schemaRegistryUrl?: string;
   schemaRegistryAuth?: SchemaRegistrySecurity;
+  /** Slots whose images were planted in a reference set: their records get the sim-contaminated header. */
+  contaminated?: ReadonlySet<number>;
+  /** The partition of each record (e.g. by LSH, src/dedup/lsh.ts); unset: by key (the uid). */
+  partitionOf?: (r: SimRecord) => number;
   /** Records per second; unset or 0: as fast as the broker takes them. */
   rate?: number;
   /** Stop early (the records sent so far stay sent). */
@@ -83,6 +95,7 @@ export function simHeaders(r: SimRecord): Record<string, string> {
     [SIM_HEADERS.kind]: r.kind,
     [SIM_HEADERS.topic]: String(r.topic),
     [SIM_HEADERS.site]: String(r.site),
+    [SIM_HEADERS.cluster]: String(r.cluster),
   };
 }
 
@@ -127,7 +140,10 @@ export async function produceSimulation(sim: Simulation, options: ProduceOptions
       const value = avro
         ? await avro.encode(fields)
         : encodeJsonRecord(fields, { embeddingEncoding: "base64" });
-      chunk.push({ key: r.uid, value, headers: simHeaders(r) });
+      const partition = options.partitionOf?.(r);
+      const headers = simHeaders(r);
+      if (options.contaminated?.has(r.slot)) headers[SIM_HEADERS.contaminated] = "1";
+      chunk.push({ key: r.uid, value, headers, ...(partition !== undefined ? { partition } : {}) });
       chunkBytes += value.length + r.uid.length + 64;
       if (chunkBytes >= MAX_REQUEST_BYTES || chunk.length >= chunkRecords) {
         await send(chunk);

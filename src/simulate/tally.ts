@@ -32,6 +32,12 @@ export class DemoTally {
   readonly latenciesMs: number[] = [];
   firstProducedAt = Number.POSITIVE_INFINITY;
   lastDeliveredAt = 0;
+  /**
+   * Records accepted although a record of their near-copy cluster was accepted before them (the
+   * `sim-cluster` header): by the policy alone (what the filter keeps without --dedup), and in the end.
+   */
+  readonly copiesAccepted = { policy: 0, final: 0 };
+  private readonly clustersAccepted = { policy: new Set<string>(), final: new Set<string>() };
   /** CLIPScore and kind of every scored record, for the CLIPScore-only comparison. */
   private readonly clipScores: number[] = [];
   private readonly clipKinds: string[] = [];
@@ -51,6 +57,11 @@ export class DemoTally {
       row.records++;
       if (o.decision === "accepted") row.accepted++;
       if (o.decision === "accepted" || o.copyOf) row.policyAccepted++;
+      const cluster = headerText(o.record.headers[SIM_HEADERS.cluster]);
+      if (cluster !== undefined) {
+        if (o.decision === "accepted" || o.copyOf) this.countCopy("policy", cluster);
+        if (o.decision === "accepted") this.countCopy("final", cluster);
+      }
       const s = o.scores;
       if (s?.clip_score !== undefined && s.s_clip_loss !== undefined) {
         row.scored++;
@@ -66,6 +77,12 @@ export class DemoTally {
       }
     }
     this.lastDeliveredAt = Math.max(this.lastDeliveredAt, deliveredAt);
+  }
+
+  private countCopy(stage: "policy" | "final", cluster: string): void {
+    const seen = this.clustersAccepted[stage];
+    if (seen.has(cluster)) this.copiesAccepted[stage]++;
+    else seen.add(cluster);
   }
 
   snapshot(): TallySnapshot {
@@ -182,5 +199,8 @@ export function formatSummary(tally: DemoTally): string {
     "",
     "Per labelled kind",
     perKind,
+    "",
+    `Near-copies accepted (records of a near-copy cluster with an earlier accepted record): ` +
+      `${int(tally.copiesAccepted.policy)} by the policy alone, ${int(tally.copiesAccepted.final)} after dedup`,
   ].join("\n");
 }

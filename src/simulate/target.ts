@@ -40,3 +40,22 @@ export async function writeClusteredTarget(
     ...(built.index ? { index: built.index } : {}),
   });
 }
+
+/**
+ * Write a reference set for a simulation (`Simulation.referenceSet`: `rows` images, `contaminated` of
+ * them near-copies of the stream's aligned images) as a target artifact, for `run --reference`.
+ */
+export async function writeSimulationReference(
+  sim: Simulation,
+  path: string,
+  engine: Pick<ScoringEngine, "gram">,
+  rows: number,
+  contaminated: number,
+): Promise<{ manifest: TargetManifest; plantedSlots: Int32Array }> {
+  const { data, dim, plantedSlots } = sim.referenceSet(rows, contaminated);
+  const set = await makeTargetSet(engine, SIM_MODEL, data, rows, dim);
+  const manifest = await writeTargetSet(path, set, {
+    sources: [`simulate-seed${sim.options.seed}-d${dim}-reference${rows}-contaminated${contaminated}`],
+  });
+  return { manifest, plantedSlots };
+}

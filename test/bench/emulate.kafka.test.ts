@@ -147,3 +147,61 @@ test("with the pool normaliser too: the emulator decides and scores every record
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("with --dedup too: the emulator rejects the same near-copies as the filter, naming the same records", async () => {
+  const input = uniqueName("emu-dedup");
+  await createTopics([input], 1);
+  const sim = createSimulation({ count: 2048, dim: 16, seed: 23, order: "shuffled" });
+  await produceSimulation(sim, { kafka: testClient(), topic: input, format: "json" });
+  const dir = mkdtempSync(join(tmpdir(), "clipsieve-emulate-test-"));
+  const engine = await createScoringEngine({ logger: silentLogger });
+  try {
+    const targetPath = join(dir, "target.npz");
+    await writeSimulationTarget(sim, targetPath, engine);
+    const settings = {
+      windowSize: 512,
+      bankSize: 1024,
+      draws: 2,
+      batchSize: 1024,
+      tau: 0.01,
+      seed: 3,
+      keep: "s_clip_loss=0.5",
+      warmup: 0,
+    };
+    const dedup = {
+      dedup: true,
+      dedupThreshold: 0.95,
+      dedupHorizon: 100_000,
+      dedupProbes: 2,
+      referenceThreshold: 0.95,
+    };
+    const real = await runFilter({
+      brokers: testBrokers(),
+      input,
+      expected: 2048,
+      logger: silentLogger,
+      flags: { ...settings, ...dedup, target: targetPath, lingerMs: 3_600_000 },
+    });
+    const target = await loadTarget(targetPath);
+    const emulated = await emulateFilter(sim, engine, target, {
+      ...settings,
+      topic: input,
+      primeBank: true,
+      dedup,
+    });
+    assert.equal(emulated.length, real.windows.length);
+    let copies = 0;
+    emulated.forEach((w, i) => {
+      const r = real.windows[i].outcomes;
+      w.outcomes.forEach((o, j) => {
+        assert.equal(o.reason, r[j].reason, `window ${i}, record ${j}`);
+        assert.deepEqual(o.copyOf, r[j].copyOf);
+        if (o.reason === "near_duplicate") copies++;
+      });
+    });
+    assert.ok(copies > 0, "the stream's near-copies were rejected");
+  } finally {
+    await engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

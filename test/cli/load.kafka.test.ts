@@ -259,3 +259,35 @@ test("load --format avro writes registry-framed records the decoder reads back",
     await registry.close();
   }
 });
+
+test("load --partition-by lsh puts near-copies in their original's partition and spreads the rest", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "clipsieve-load-lsh-"));
+  const pairs = syntheticPairs(200, DIM, 61);
+  const rand = mulberry32(3);
+  // Rows 100..199 copy rows 0..99 (a small nudge: cosine about 0.999).
+  const image = pairs.map((p, i) =>
+    i < 100 ? p.image : pairs[i - 100].image.map((x) => x + 0.01 * (rand() - 0.5)),
+  );
+  await writeTable(join(dir, "shard.parquet"), { uid: pairs.map((p) => p.uid) });
+  const matrix = (rows: number[][]) => ({
+    dtype: "<f4",
+    shape: [rows.length, DIM],
+    data: Float32Array.from(rows.flat()),
+  });
+  await writeNpz(join(dir, "shard.npz"), {
+    l14_img: matrix(image),
+    l14_txt: matrix(pairs.map((p) => p.text)),
+  });
+  const topic = uniqueName("pool-lsh");
+  const code = await main([
+    ...["node", "clipsieve", "load", "--brokers", testBrokers().join(","), "--datacomp", dir],
+    ...["--topic", topic, "--partitions", "4", "--partition-by", "lsh"],
+  ]);
+  assert.equal(code, 0);
+  const msgs = await readAll(testKafka(), topic, { expected: pairs.length });
+  const partition = new Map(msgs.map((m) => [m.key as string, m.partition]));
+  const apart = pairs.slice(100).filter((p, i) => partition.get(p.uid) !== partition.get(pairs[i].uid));
+  assert.ok(apart.length <= 3, `${apart.length} of 100 copies in another partition than their original`);
+  const used = new Set(partition.values());
+  assert.ok(used.size >= 3, `records spread over ${used.size} partitions`);
+});

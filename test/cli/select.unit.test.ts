@@ -126,3 +126,45 @@ test("select errors: no uid column for .npy, unknown score, bad rule, bad --out"
     (e) => isClipsieveError(e, "CONFIG_INVALID"),
   );
 });
+
+test("select --dedup drops later near-copies in pool order, as run --dedup does; --embeddings is required", async () => {
+  const { writeNpy } = await import("../../src/io/npy.ts");
+  const D = 8;
+  const base = (k: number) => Array.from({ length: D }, (_, d) => (d === k ? 1 : 0.05 * ((k + d) % 3)));
+  const near = (v: number[], k: number) => v.map((x, d) => x + (d === (k + 1) % D ? 0.05 : 0));
+  // rows: A, B, A', C, B', A'' (primes: near-copies, cosine > 0.99)
+  const rows = [base(0), base(1), near(base(0), 3), base(2), near(base(1), 5), near(base(0), 6)];
+  const shard = join(dir, "e.npy");
+  await writeFile(
+    shard,
+    writeNpy({ dtype: "<f4", shape: [rows.length, D], data: Float32Array.from(rows.flat()) }),
+  );
+  const scores = join(dir, "e.jsonl");
+  await writeFile(
+    scores,
+    `${rows.map((_, row) => JSON.stringify({ row, shard: "e.npy", uid: uid(900 + row), clip_score: 0.3, s_clip_loss: 1 - row / 10 })).join("\n")}\n`,
+  );
+  const out = join(dir, "dedup.jsonl");
+  const printed = await cli(
+    "select",
+    "--scores",
+    scores,
+    "--threshold",
+    "clip_score>=0",
+    "--dedup",
+    "--embeddings",
+    shard,
+    "--out",
+    out,
+  );
+  const kept = (await readFile(out, "utf8"))
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l).row);
+  assert.deepEqual(kept, [0, 1, 3]);
+  assert.match(printed.join("\n"), /dedup: 3 near_duplicate, 0 near_reference rejected of 6 selected/);
+  await assert.rejects(
+    cli("select", "--scores", scores, "--threshold", "clip_score>=0", "--dedup", "--out", out),
+    (err: unknown) => isClipsieveError(err) && /--embeddings/.test((err as Error).message),
+  );
+});

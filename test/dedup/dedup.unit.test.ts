@@ -212,3 +212,39 @@ describe("history chunks", () => {
     assert.deepEqual(Array.from(back.bits), Array.from(bits));
   });
 });
+
+describe("offline parity", () => {
+  it("select's dedup over a pool keeps what the streaming step keeps from the same records, whatever the windows", async () => {
+    const { dedupPoolRows } = await import("../../src/dedup/offline.ts");
+    const base = unitRows(60, 8);
+    const images: Float32Array[] = [];
+    for (let i = 0; i < 300; i++) {
+      // Every third record copies one of 60 originals; the rest are fresh.
+      images.push(
+        i % 3 === 0
+          ? nearCopy(base.subarray((i % 60) * DIM, ((i % 60) + 1) * DIM), i)
+          : unitRows(1, 1000 + i),
+      );
+    }
+    const settings = { threshold: 0.95, horizon: 10_000, probes: 2, referenceThreshold: 0.95 };
+    const streamed: number[] = [];
+    const dedup = new Deduplicator({ engine, dim: DIM, settings });
+    for (let start = 0, w = 7; start < images.length; start += w, w = w === 7 ? 31 : 7) {
+      const outcomes = images.slice(start, start + w).map((img, k) => outcome(img, 0, start + k));
+      await dedup.apply(outcomes);
+      outcomes.forEach((o, k) => {
+        if (o.decision === "accepted") streamed.push(start + k);
+      });
+    }
+    const offline = await dedupPoolRows(
+      engine,
+      Int32Array.from(images.keys()),
+      DIM,
+      (row) => images[row],
+      (row) => `r${row}`,
+      { dedup: true, dedupThreshold: 0.95, dedupProbes: 2, referenceThreshold: 0.95 },
+    );
+    assert.ok(offline.nearDuplicates >= 40, `${offline.nearDuplicates} near-duplicates`);
+    assert.deepEqual(Array.from(offline.kept), streamed);
+  });
+});

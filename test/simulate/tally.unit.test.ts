@@ -71,3 +71,32 @@ test("the tally counts decisions, reasons, kinds and latencies", () => {
   assert.match(summary, /aligned\s+4\s+2\s+2\s+50\.0%\s+0\.307/);
   assert.match(summary, /boilerplate\s+1\s+0\s+0\s+0\.0%\s+0\.400\s+-0\.040\s+100\.0%/);
 });
+
+test("the tally counts near-copies accepted after an earlier record of their cluster, by the policy and in the end", () => {
+  const t = new DemoTally();
+  const copy = (
+    cluster: string,
+    decision: "accepted" | "rejected",
+    reason: string,
+    copied = false,
+  ): RecordOutcome => {
+    const o = outcome("duplicate", decision, reason, 1000);
+    o.record.headers["sim-cluster"] = cluster;
+    if (copied) o.copyOf = { kind: "record", uid: "x", source: o.record.source, similarity: 0.99 };
+    return o;
+  };
+  t.add(
+    [
+      copy("7", "accepted", "passed"),
+      copy("7", "rejected", "near_duplicate", true),
+      copy("7", "rejected", "below_keep_quantile"),
+      copy("7", "accepted", "passed"),
+      copy("9", "rejected", "below_keep_quantile"),
+      copy("9", "accepted", "passed"),
+    ],
+    2000,
+  );
+  // Cluster 7: the policy accepted 3 records (2 after the first); in the end 2 (1 after the first).
+  assert.deepEqual(t.copiesAccepted, { policy: 2, final: 1 });
+  assert.match(formatSummary(t), /Near-copies accepted .*: 2 by the policy alone, 1 after dedup/);
+});

@@ -49,6 +49,11 @@ export function registerBenchE2eCommand(program: Command): void {
       "instead: the filter with its defaults, then with --normaliser pool and these bank sizes (e.g. 8192,12288), first adapter only",
       integerListOption("--pool-banks", 0),
     )
+    .option(
+      "--dedup-rows <list>",
+      "instead: the filter with its defaults, then with --dedup over a history already holding these numbers of rows (e.g. 1000000), first adapter only",
+      integerListOption("--dedup-rows", 0),
+    )
     .option("--json", "print one JSON object instead of text")
     .action(
       async (opts: {
@@ -61,12 +66,13 @@ export function registerBenchE2eCommand(program: Command): void {
         kafkaClient?: KafkaAdapterName[];
         targetRows?: number[];
         poolBanks?: number[];
+        dedupRows?: number[];
         json?: boolean;
       }) => {
-        if (opts.targetRows && opts.poolBanks) {
+        if ([opts.targetRows, opts.poolBanks, opts.dedupRows].filter(Boolean).length > 1) {
           throw new ClipsieveError(
             "CONFIG_INVALID",
-            "--target-rows and --pool-banks are two different benchmarks: give one",
+            "--target-rows, --pool-banks and --dedup-rows are different benchmarks: give one",
           );
         }
         quietKafkajsNotices();
@@ -85,6 +91,7 @@ export function registerBenchE2eCommand(program: Command): void {
           adapters: opts.kafkaClient,
           ...(opts.targetRows ? { targetRows: opts.targetRows } : {}),
           ...(opts.poolBanks ? { poolBanks: opts.poolBanks } : {}),
+          ...(opts.dedupRows ? { dedupRows: opts.dedupRows } : {}),
           logger,
           progress: (line) => process.stderr.write(`${line}\n`),
         });

@@ -19,6 +19,7 @@ interface LoadFlags {
   format: "json" | "avro";
   schemaRegistry?: string;
   partitions: string;
+  partitionBy: "uid" | "lsh";
 }
 
 export function registerLoadCommand(program: Command): void {
@@ -38,7 +39,15 @@ export function registerLoadCommand(program: Command): void {
         new Option("--format <format>", "record value format").choices(["json", "avro"]).default("json"),
       )
       .option("--schema-registry <url>", "Confluent Schema Registry URL (avro)")
-      .option("--partitions <n>", "partitions when the topic has to be created", "1"),
+      .option("--partitions <n>", "partitions when the topic has to be created", "1")
+      .addOption(
+        new Option(
+          "--partition-by <how>",
+          "uid (by key), or lsh: by a locality-sensitive hash of the image, so near-copies share a partition for --dedup",
+        )
+          .choices(["uid", "lsh"])
+          .default("uid"),
+      ),
   ).action(async (flags: LoadFlags) => {
     const logger = createLogger("load");
     const partitions = parseInteger("--partitions", flags.partitions, 1);
@@ -54,6 +63,7 @@ export function registerLoadCommand(program: Command): void {
       schemaRegistryUrl: flags.schemaRegistry,
       schemaRegistryAuth: access.registry,
       partitions,
+      partitionBy: flags.partitionBy,
       logger,
       progress: (line) => process.stderr.write(`${line}\n`),
     });

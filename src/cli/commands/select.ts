@@ -1,7 +1,14 @@
 import { writeFile } from "node:fs/promises";
-import { extname } from "node:path";
+import { basename, extname } from "node:path";
 import type { Command } from "commander";
 import { ClipsieveError } from "../../common/errors.ts";
+import {
+  DEFAULT_DEDUP_PROBES,
+  DEFAULT_DEDUP_THRESHOLD,
+  DEFAULT_REFERENCE_THRESHOLD,
+} from "../../dedup/index.ts";
+import { dedupPoolRows } from "../../dedup/offline.ts";
+import { readEmbeddingMatrix } from "../../io/embeddings.ts";
 import { type ColumnData, readTable, writeUidNpy } from "../../io/index.ts";
 import {
   parseKeepRule,
@@ -10,7 +17,10 @@ import {
   selectRows,
   type ThresholdRule,
 } from "../../policy/offline-select.ts";
+import { createScoringEngine } from "../../score/engine.ts";
+import { normaliseRows } from "../../score/normalise.ts";
 import { SCORE_NAMES } from "../../score/registry.ts";
+import { integerOption, numberOption } from "../flags.ts";
 
 interface SelectOptions {
   scores: string[];
@@ -18,6 +28,13 @@ interface SelectOptions {
   then?: string;
   threshold: ThresholdRule[];
   out: string;
+  dedup?: boolean;
+  dedupThreshold: number;
+  dedupProbes: number;
+  reference?: string;
+  referenceThreshold: number;
+  embeddings?: string[];
+  imageKey: string;
 }
 
 /**
@@ -126,7 +143,8 @@ async function runSelect(opts: SelectOptions): Promise<void> {
     throw new ClipsieveError("CONFIG_INVALID", "nothing to select by: give --keep and/or --threshold");
   }
   const pool = await readScoreFileRows(opts.scores, ruleScores(plan));
-  const kept = selectRows(pool.scores, pool.rows, plan);
+  let kept = selectRows(pool.scores, pool.rows, plan);
+  if (opts.dedup || opts.reference) kept = await dedupSelection(pool, opts, kept);
   if (format === ".npy") {
     const uids = Array.from(kept, (row) => uidOf(pool, opts.scores, row));
     await writeFile(opts.out, writeUidNpy(uids));
@@ -136,6 +154,78 @@ async function runSelect(opts: SelectOptions): Promise<void> {
   }
   const percent = pool.rows > 0 ? ((100 * kept.length) / pool.rows).toFixed(2) : "0.00";
   console.log(`N=${pool.rows} kept=${kept.length} (${percent}%) -> ${opts.out}`);
+}
+
+/**
+ * The dedup step over the kept rows, in pool order (src/dedup/offline.ts): each row's image is found
+ * through the score table's `shard` (the --embeddings file's name) and `row` columns.
+ */
+async function dedupSelection(
+  pool: ScoreFileRows,
+  opts: SelectOptions,
+  kept: Int32Array,
+): Promise<Int32Array> {
+  if (!opts.embeddings || opts.embeddings.length === 0) {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      "--dedup and --reference compare images: give the shards the scores were computed from with --embeddings",
+    );
+  }
+  const shards = new Map<string, { data: Float32Array; rows: number; dim: number }>();
+  for (const file of opts.embeddings) {
+    const m = await readEmbeddingMatrix(file, { key: opts.imageKey });
+    normaliseRows(m.data, m.rows, m.dim, `${file} (${opts.imageKey})`);
+    shards.set(basename(file), m);
+  }
+  const dims = new Set([...shards.values()].map((m) => m.dim));
+  if (dims.size !== 1)
+    throw new ClipsieveError("INPUT_FILE_INVALID", "--embeddings shards of different dimensions");
+  const dim = [...dims][0];
+  const image = (row: number): Float32Array => {
+    const table = pool.tables[pool.file[row]];
+    const at = pool.fileRow[row];
+    const shardName = table.shard
+      ? String(table.shard[at])
+      : shards.size === 1
+        ? [...shards.keys()][0]
+        : undefined;
+    const shard = shardName !== undefined ? shards.get(shardName) : undefined;
+    if (!shard) {
+      throw new ClipsieveError(
+        "INPUT_FILE_INVALID",
+        `${opts.scores[pool.file[row]]} row ${at}: its shard ${shardName ?? "(no shard column)"} is not among --embeddings`,
+      );
+    }
+    const r = table.row ? Number(table.row[at]) : at;
+    if (!(r >= 0 && r < shard.rows)) {
+      throw new ClipsieveError(
+        "INPUT_FILE_INVALID",
+        `${opts.scores[pool.file[row]]} row ${at}: row ${r} is not in its shard`,
+      );
+    }
+    return shard.data.subarray(r * dim, (r + 1) * dim);
+  };
+  const uid = (row: number) => {
+    const uids = pool.tables[pool.file[row]].uid;
+    const u = uids && !isNumeric(uids) ? uids[pool.fileRow[row]] : undefined;
+    return u ?? undefined;
+  };
+  const engine = await createScoringEngine({});
+  try {
+    const result = await dedupPoolRows(engine, kept, dim, image, uid, {
+      dedup: opts.dedup ?? false,
+      dedupThreshold: opts.dedupThreshold,
+      dedupProbes: opts.dedupProbes,
+      referenceThreshold: opts.referenceThreshold,
+      ...(opts.reference ? { reference: opts.reference } : {}),
+    });
+    console.log(
+      `dedup: ${result.nearDuplicates} near_duplicate, ${result.nearReferences} near_reference rejected of ${kept.length} selected`,
+    );
+    return result.kept;
+  } finally {
+    await engine.close();
+  }
 }
 
 function collectThreshold(text: string, previous: ThresholdRule[]): ThresholdRule[] {
@@ -165,5 +255,36 @@ export function registerSelectCommand(program: Command): void {
       [],
     )
     .requiredOption("--out <file>", "uids.npy (DataComp: sorted (u8,u8)) or rows.jsonl ({row, shard, uid})")
+    .option(
+      "--dedup",
+      "then drop rows within --dedup-threshold of a row kept before them in pool order (as run --dedup)",
+    )
+    .option(
+      "--dedup-threshold <t>",
+      "cosine similarity of a near-duplicate",
+      numberOption("--dedup-threshold", { min: 0, exclusive: true }),
+      DEFAULT_DEDUP_THRESHOLD,
+    )
+    .option(
+      "--dedup-probes <n>",
+      "clusters visited per indexed segment",
+      integerOption("--dedup-probes", 1),
+      DEFAULT_DEDUP_PROBES,
+    )
+    .option(
+      "--reference <file>",
+      "then drop rows within --reference-threshold of a row of this reference set (as run --reference)",
+    )
+    .option(
+      "--reference-threshold <t>",
+      "cosine similarity of a near-copy of a reference row",
+      numberOption("--reference-threshold", { min: 0, exclusive: true }),
+      DEFAULT_REFERENCE_THRESHOLD,
+    )
+    .option(
+      "--embeddings <shards...>",
+      "with --dedup / --reference: the shards the scores were computed from (as given to `score`)",
+    )
+    .option("--image-key <name>", "image embedding array/column of the shards", "l14_img")
     .action(runSelect);
 }

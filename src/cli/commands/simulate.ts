@@ -5,8 +5,10 @@
 import { resolve } from "node:path";
 import { type Command, Option } from "commander";
 import { createLogger } from "../../common/logger.ts";
+import { createLshPartitioner } from "../../dedup/lsh.ts";
 import { createScoringEngine } from "../../score/engine.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
+import type { Simulation } from "../../simulate/generator.ts";
 import {
   createSimulation,
   SIM_KINDS,
@@ -16,7 +18,7 @@ import {
   type SimProfile,
 } from "../../simulate/generator.ts";
 import { ensureTopic, produceSimulation, simulatorKafka } from "../../simulate/producer.ts";
-import { writeSimulationTarget } from "../../simulate/target.ts";
+import { writeSimulationReference, writeSimulationTarget } from "../../simulate/target.ts";
 import { integerOption, numberOption, parseBrokers } from "../flags.ts";
 import { addKafkaAccessFlags, kafkaAccessOf } from "../kafka-access.ts";
 
@@ -32,7 +34,11 @@ interface SimulateFlags {
   order: SimOrder;
   profile: SimProfile;
   partitions: number;
+  partitionBy: "uid" | "lsh";
   targetOut?: string;
+  referenceOut?: string;
+  referenceRows: number;
+  contaminated: number;
 }
 
 export function registerSimulateCommand(program: Command): void {
@@ -71,7 +77,26 @@ export function registerSimulateCommand(program: Command): void {
         integerOption("--partitions", 1),
         1,
       )
-      .option("--target-out <file>", "where to write the matching target set (default <topic>.target.npz)"),
+      .addOption(
+        new Option(
+          "--partition-by <how>",
+          "uid (the key: copies spread over partitions), or lsh: by a locality-sensitive hash of the image, so near-copies share a partition (docs/streaming.md, Dedup)",
+        )
+          .choices(["uid", "lsh"])
+          .default("uid"),
+      )
+      .option("--target-out <file>", "where to write the matching target set (default <topic>.target.npz)")
+      .option(
+        "--reference-out <file>",
+        "also write a reference set (for run --reference) with --contaminated near-copies of the stream's aligned images",
+      )
+      .option("--reference-rows <n>", "rows of the reference set", integerOption("--reference-rows", 1), 2000)
+      .option(
+        "--contaminated <n>",
+        "reference rows that copy a stream image (ground truth: their records' sim-contaminated header)",
+        integerOption("--contaminated", 0),
+        200,
+      ),
   ).action(async (opts: SimulateFlags) => {
     quietKafkajsNotices();
     const logger = createLogger("simulate");
@@ -84,10 +109,19 @@ export function registerSimulateCommand(program: Command): void {
       profile: opts.profile,
     });
     const targetPath = resolve(opts.targetOut ?? `${opts.topic}.target.npz`);
+    let plantedSlots: Set<number> | undefined;
     const engine = await createScoringEngine({ logger });
     try {
       const manifest = await writeSimulationTarget(sim, targetPath, engine);
       console.log(`target set ${targetPath}: M=${manifest.rows} D=${manifest.dim} model=${manifest.model}`);
+      if (opts.referenceOut) {
+        const path = resolve(opts.referenceOut);
+        const ref = await writeSimulationReference(sim, path, engine, opts.referenceRows, opts.contaminated);
+        plantedSlots = new Set(ref.plantedSlots);
+        console.log(
+          `reference set ${path}: M=${ref.manifest.rows}, ${opts.contaminated} rows copy stream images`,
+        );
+      }
     } finally {
       await engine.close();
     }
@@ -105,6 +139,8 @@ export function registerSimulateCommand(program: Command): void {
         schemaRegistryUrl: opts.schemaRegistry,
         schemaRegistryAuth: access.registry,
         rate: opts.rate,
+        ...(opts.partitionBy === "lsh" ? { partitionOf: lshPartitionOf(sim, opts.partitions) } : {}),
+        ...(plantedSlots ? { contaminated: plantedSlots } : {}),
         signal: controller.signal,
         logger,
       });
@@ -120,4 +156,17 @@ export function registerSimulateCommand(program: Command): void {
       process.off("SIGTERM", onSignal);
     }
   });
+}
+
+/** Partition by LSH, centred on the stream's first 2,000 images. */
+function lshPartitionOf(
+  sim: Simulation,
+  partitions: number,
+): (r: { imageEmbedding: Float32Array }) => number {
+  const { dim, count } = sim.options;
+  const rows = Math.min(2000, count);
+  const sample = new Float32Array(rows * dim);
+  for (let p = 0; p < rows; p++) sample.set(sim.record(p).imageEmbedding, p * dim);
+  const lsh = createLshPartitioner(sample, rows, dim, partitions);
+  return (r) => lsh.partitionOf(r.imageEmbedding);
 }
