@@ -18,8 +18,10 @@
  */
 import type { RecordOutcome } from "../common/record.ts";
 import { buildReference, Deduplicator } from "../dedup/dedup.ts";
+import { ScopeHistory } from "../dedup/history.ts";
 import { createLshPartitioner } from "../dedup/lsh.ts";
 import type { ScoringEngine } from "../score/engine.ts";
+import { createRandom } from "../score/random.ts";
 import { makeTargetSet } from "../score/target-set.ts";
 import { createSimulation, SIM_MODEL, type SimProfile } from "../simulate/generator.ts";
 import { emulateFilter } from "./emulate.ts";
@@ -246,4 +248,87 @@ export function formatDedupStudy(r: DedupStudyResult): string {
       `history ${r.index.historyRows} rows, ${(r.index.historyBytes / 2 ** 20).toFixed(1)} MiB of float16`,
   ];
   return lines.join("\n");
+}
+
+export interface IndexRecallRow {
+  probes: number;
+  /** Planted copies whose own row the search returned. */
+  recall: number;
+  queriesPerSecond: number;
+}
+
+export interface IndexRecallResult {
+  rows: number;
+  dim: number;
+  queries: number;
+  cosine: number;
+  /** Seconds to build the history from its rows (what a restart spends after reading them back). */
+  buildSeconds: number;
+  historyMiB: number;
+  byProbes: IndexRecallRow[];
+}
+
+/**
+ * The index against exact search at scale: a history of `rows` images of a clustered image set (the
+ * simulator's clustered target: many classes, tight and loose), queried with near-copies (cosine
+ * `cosine`) of random rows of it. Exact search returns each copy's own row; the index, what share.
+ */
+export async function runIndexRecall(
+  engine: ScoringEngine,
+  o: { rows: number; dim: number; queries: number; probes: number[]; cosine?: number; seed?: number },
+): Promise<IndexRecallResult> {
+  const cosine = o.cosine ?? 0.98;
+  const sim = createSimulation({ count: 1000, dim: o.dim, seed: o.seed ?? 0, order: "shuffled" });
+  const { data } = sim.clusteredTarget(o.rows);
+  const entries = Array.from({ length: o.rows }, (_, i) => ({ uid: null, offset: String(i) }));
+  const rng = createRandom(o.seed ?? 0, 99);
+  const gauss = () => {
+    const u = (rng.nextUint32() + 1) / 4294967297;
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos((2 * Math.PI * rng.nextUint32()) / 4294967296);
+  };
+  const truth = Array.from({ length: o.queries }, () => rng.below(o.rows));
+  const queries = new Float32Array(o.queries * o.dim);
+  // row + w g (g a random unit direction, about orthogonal to the row): cosine 1 / sqrt(1 + w^2).
+  const w = Math.sqrt(1 / (cosine * cosine) - 1);
+  truth.forEach((row, q) => {
+    const g = Float64Array.from({ length: o.dim }, gauss);
+    const gn = Math.hypot(...g);
+    let n = 0;
+    const v = new Float64Array(o.dim);
+    for (let d = 0; d < o.dim; d++) {
+      v[d] = data[row * o.dim + d] + (w * g[d]) / gn;
+      n += v[d] * v[d];
+    }
+    for (let d = 0; d < o.dim; d++) queries[q * o.dim + d] = v[d] / Math.sqrt(n);
+  });
+  const byProbes: IndexRecallRow[] = [];
+  let buildSeconds = 0;
+  let historyMiB = 0;
+  for (const probes of o.probes) {
+    const history = new ScopeHistory(engine, { dim: o.dim, horizon: o.rows, probes });
+    const t0 = performance.now();
+    await history.append(data, entries);
+    buildSeconds = (performance.now() - t0) / 1000;
+    historyMiB = history.embeddingBytes / 2 ** 20;
+    await history.search(queries.subarray(0, o.dim), 1);
+    const t1 = performance.now();
+    const found = await history.search(queries, o.queries);
+    const seconds = (performance.now() - t1) / 1000;
+    const hits = truth.filter((row, q) => found.seq[q] === row).length;
+    byProbes.push({ probes, recall: hits / o.queries, queriesPerSecond: o.queries / seconds });
+  }
+  return { rows: o.rows, dim: o.dim, queries: o.queries, cosine, buildSeconds, historyMiB, byProbes };
+}
+
+export function formatIndexRecall(r: IndexRecallResult): string {
+  return [
+    `Index against exact search: a history of ${r.rows} rows (D = ${r.dim}, a clustered image set; ${r.historyMiB.toFixed(0)} MiB of float16, built in ${r.buildSeconds.toFixed(1)} s), ` +
+      `${r.queries} near-copies (cosine ${r.cosine}) of random rows, searched at once:`,
+    "",
+    "| probes | copies whose own row is found | queries/s |",
+    "| -----: | ----------------------------: | --------: |",
+    ...r.byProbes.map(
+      (x) => `| ${x.probes} | ${(100 * x.recall).toFixed(1)} % | ${Math.round(x.queriesPerSecond)} |`,
+    ),
+  ].join("\n");
 }

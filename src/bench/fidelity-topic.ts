@@ -14,6 +14,8 @@
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import type { DecodedRecord, RawRecord } from "../common/record.ts";
+import type { DedupConfig } from "../dedup/index.ts";
+import { dedupPoolRows } from "../dedup/offline.ts";
 import type { KafkaClient } from "../kafka/index.ts";
 import { consumeRange } from "../lake/topic-range.ts";
 import type { ScoringSettings } from "../pipeline/settings.ts";
@@ -39,6 +41,8 @@ export interface TopicFidelityOptions {
   /** K of the offline reference (the paper's 10). */
   offlineDraws: number;
   noiseFloor: boolean;
+  /** The dedup step (--dedup, --reference), on both sides: after the filter's policy, and on the offline selection in stream order. */
+  dedup?: DedupConfig;
   logger: Logger;
   progress(line: string): void;
 }
@@ -113,6 +117,27 @@ function sampleOf(good: DecodedRecord[], dim: number): OfflineSample {
   return { keys: good.map(keyOfSource), dim, image, text };
 }
 
+/** The offline selection through the dedup step, in the sample's (stream) order, as `select --dedup` does. */
+async function dedupSelected(
+  engine: ScoringEngine,
+  good: DecodedRecord[],
+  selected: ReadonlySet<string>,
+  config: DedupConfig,
+): Promise<Set<string>> {
+  const rows = Int32Array.from(good.flatMap((r, i) => (selected.has(keyOfSource(r)) ? [i] : [])));
+  const dim = (good[0].imageEmbedding as Float32Array).length;
+  const { dedupHorizon: _h, ...rest } = config;
+  const result = await dedupPoolRows(
+    engine,
+    rows,
+    dim,
+    (row) => good[row].imageEmbedding as Float32Array,
+    (row) => good[row].uid,
+    rest,
+  );
+  return new Set(Array.from(result.kept, (row) => keyOfSource(good[row])));
+}
+
 export async function runTopicFidelity(o: TopicFidelityOptions): Promise<TopicFidelityReport> {
   const records = await readSample(o);
   const good = records.filter((r) => !r.failure);
@@ -129,6 +154,7 @@ export async function runTopicFidelity(o: TopicFidelityOptions): Promise<TopicFi
   const reference = { batchSize, draws: o.offlineDraws, tau, plan, target: o.target };
   const tOffline = performance.now();
   const offline = await selectOffline(o.engine, sample, { ...reference, seed });
+  if (o.dedup) offline.selected = await dedupSelected(o.engine, good, offline.selected, o.dedup);
   const offlineSeconds = (performance.now() - tOffline) / 1000;
   o.progress(
     `offline selection: ${offline.selected.size} of ${good.length} in ${offlineSeconds.toFixed(1)} s`,
@@ -147,6 +173,7 @@ export async function runTopicFidelity(o: TopicFidelityOptions): Promise<TopicFi
     ...o.scoring.scorer,
     policy: o.scoring.policy,
     scoreAll: o.scoring.scoreAll,
+    ...(o.dedup ? { dedup: o.dedup } : {}),
   });
   const streamSeconds = (performance.now() - tStream) / 1000;
   const agreement = analyseAgreement({

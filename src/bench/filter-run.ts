@@ -112,8 +112,10 @@ export async function runFilter(options: {
     await pipeline
       .close(5_000)
       .catch((err: unknown) => options.logger.warn({ err }, "closing the filter failed"));
-    await deleteTopics(options.brokers, [...outputs, names.stateTopic, config.dedupHistoryTopic]).catch(
-      (err: unknown) => options.logger.warn({ err }, "could not delete a run's topics"),
+    // A history topic the caller named (a prefilled one) is the caller's to delete.
+    const history = options.flags.dedupHistoryTopic ? [] : [config.dedupHistoryTopic];
+    await deleteTopics(options.brokers, [...outputs, names.stateTopic, ...history]).catch((err: unknown) =>
+      options.logger.warn({ err }, "could not delete a run's topics"),
     );
   }
   return {

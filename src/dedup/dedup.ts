@@ -23,9 +23,9 @@ import { float32ToFloat16Bits } from "../io/float16.ts";
 import type { ScoringEngine } from "../score/engine.ts";
 import { loadTarget } from "../score/target-set.ts";
 import type { OutMessage } from "../sink/outputs.ts";
-import { type HistoryEntry, ScopeHistory, topSegmentRows } from "./history.ts";
+import { type HistoryEntry, ScopeHistory, segmentRows } from "./history.ts";
 import { chunkBits, type HistoryTopic, type LoadedScope, scopeOf } from "./history-topic.ts";
-import { buildSegment, type Segment, searchSegment } from "./segment.ts";
+import { Segment } from "./segment.ts";
 
 /** The reasons the step gives (beside the policy's, ../policy/types.ts). */
 export const DEDUP_REASONS = ["near_duplicate", "near_reference"] as const;
@@ -49,10 +49,13 @@ export interface DedupSettings {
 
 type SearchEngine = Pick<ScoringEngine, "nearest" | "bestRows" | "dots">;
 
+/** A reference set of up to this many rows is searched exactly; a larger one through an inverted file. */
+const REFERENCE_EXACT_ROWS = 16_384;
+
 /** Queries compared with each other per block (a block x window matrix of inner products). */
 const PAIR_BLOCK = 512;
 
-/** A reference set, searchable: its rows as one segment (indexed when large). */
+/** A reference set, searchable: its rows as one segment, exact up to REFERENCE_EXACT_ROWS rows, else an inverted file. */
 export async function buildReference(
   engine: SearchEngine,
   embeddings: Float32Array | Uint16Array,
@@ -63,7 +66,10 @@ export async function buildReference(
     embeddings instanceof Uint16Array
       ? embeddings.slice(0, rows * dim)
       : float32ToFloat16Bits(embeddings.subarray(0, rows * dim));
-  return buildSegment(engine, bits, rows, dim, 0);
+  const trainRows = rows <= REFERENCE_EXACT_ROWS ? 0 : REFERENCE_EXACT_ROWS;
+  const segment = new Segment(engine, { from: 0, size: rows, trainRows, dim });
+  await segment.append(bits, rows);
+  return segment;
 }
 
 export interface DedupContext {
@@ -127,7 +133,7 @@ export class Deduplicator {
       const queries = gather(outcomes, candidates, dim);
       const best = new Float32Array(candidates.length).fill(Number.NEGATIVE_INFINITY);
       const row = new Float64Array(candidates.length).fill(-1);
-      await searchSegment(engine, reference, queries, candidates.length, dim, settings.probes, best, row);
+      await reference.search(queries, candidates.length, settings.probes, best, row);
       left = [];
       candidates.forEach((i, q) => {
         if (best[q] >= settings.referenceThreshold) {
@@ -234,10 +240,10 @@ export class Deduplicator {
         continue;
       }
       const history = make(l.start);
-      // In batches of up to a top-size segment, each chunk's message let go once read, so the read-back
+      // In batches of up to a segment, each chunk's message let go once read, so the read-back
       // holds about the messages left plus the history built, not both whole.
       store?.adopt(scope, l);
-      const batchRows = topSegmentRows(settings.horizon);
+      const batchRows = segmentRows(settings.horizon);
       let bits: Uint16Array[] = [];
       let entries: HistoryEntry[] = [];
       const flush = async () => {

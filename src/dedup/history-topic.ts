@@ -16,14 +16,14 @@ import type { Logger } from "../common/logger.ts";
 import type { SourceRef } from "../common/record.ts";
 import type { KafkaClient } from "../kafka/index.ts";
 import type { OutMessage } from "../sink/outputs.ts";
-import { type HistoryEntry, historyStart, maxHistoryRows, TAIL_ROWS } from "./history.ts";
+import { type HistoryEntry, historyStart, maxHistoryRows, segmentRows } from "./history.ts";
 
 /** A scope: the input partition a record came from. */
 export function scopeOf(source: SourceRef): string {
   return `${source.topic}/${source.partition}`;
 }
 
-/** Rows per chunk: a power of two dividing TAIL_ROWS, and at most 512 KiB of float16 per message. */
+/** Rows per chunk: a power of two of at most 256, and at most 512 KiB of float16 per message. */
 export function chunkRowsFor(dim: number): number {
   let rows = 256;
   while (rows > 1 && rows * dim * 2 > 512 * 1024) rows /= 2;
@@ -203,7 +203,8 @@ export class HistoryTopic {
     while (first > 0 && chunks[first - 1].header.chunk === chunks[first].header.chunk - 1) first--;
     const earliest = chunks[first].header.chunk * rowsPer;
     if (earliest > start) {
-      const from = Math.ceil(earliest / TAIL_ROWS) * TAIL_ROWS;
+      const size = segmentRows(this.horizon);
+      const from = Math.ceil(earliest / size) * size;
       this.logger.warn(
         { scope, wanted: start, held: earliest, from },
         "the dedup history topic lacks rows the horizon needs (retention or compaction); starting after the gap",

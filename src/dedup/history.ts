@@ -2,51 +2,45 @@
  * The dedup history of one scope (an input partition): the image embeddings of the last `horizon`
  * records accepted in it, as float16, with their uid and offset, and a search for the most similar.
  *
- * Rows are numbered by a sequence number (0, 1, ... in acceptance order). They are held like the levels
- * of a log-structured merge tree, so that every row is searched through an index while appending stays
- * cheap: the newest rows (fewer than TAIL_ROWS) are searched exactly; every TAIL_ROWS rows become a
- * segment (./segment.ts), and four consecutive segments of one size become one segment four times as
- * large, up to the top size (at most half the horizon). Whole top-size segments leave once the
- * rows after them cover the horizon, so the history holds between `horizon` and `horizon` + top size
- * + TAIL_ROWS rows: memory is bounded by the horizon (2 D bytes a row, plus the uid and offset).
+ * Rows are numbered by a sequence number (0, 1, ... in acceptance order) and held in segments of
+ * `segmentRows(horizon)` (half the horizon) rows, aligned to multiples of that size (./segment.ts: each
+ * searched exactly while young, then through an inverted file trained on its own first rows). A whole
+ * segment leaves once the rows after it cover the horizon, so the history holds between `horizon` and
+ * `horizon` + half the horizon + GROUP_ROWS rows: memory is bounded by the horizon (2 D bytes a row,
+ * plus the uid and offset).
  *
- * Everything here is a function of the sequence numbers and rows held: segment bounds are aligned to
- * multiples of their size, the first row held is `historyStart(count, horizon)`, and each segment is
- * built from its own rows. A history rebuilt from the committed rows after a restart (`ScopeHistory`
- * started at that row, then fed in order) is the same as the one that was never interrupted.
+ * Everything here is a function of the sequence numbers and rows held: segment bounds are aligned,
+ * the first row held is `historyStart(count, horizon)` (evaluated at group boundaries), and each
+ * segment is built from its own rows. A history rebuilt from the committed rows after a restart
+ * (`ScopeHistory` started at that row, then fed in order) is the same as the one that ran on.
  */
 import { float32ToFloat16Bits } from "../io/float16.ts";
 import type { ScoringEngine } from "../score/engine.ts";
-import { buildSegment, rowsInOrder, type Segment, searchSegment } from "./segment.ts";
+import { GROUP_ROWS, Segment } from "./segment.ts";
 
-/** Rows searched exactly before they become a segment; also the smallest segment. */
-export const TAIL_ROWS = 1024;
-/** Segments merged into one of the next size. */
-const FANOUT = 4;
+/** The most first rows of a segment searched exactly before its centres are trained on them. */
+const TRAIN_ROWS = 16_384;
 
 type SearchEngine = Pick<ScoringEngine, "nearest" | "bestRows" | "dots">;
 
-/** The largest segment: TAIL_ROWS x 4^k, at most half the horizon (at least TAIL_ROWS). */
-export function topSegmentRows(horizon: number): number {
-  let size = TAIL_ROWS;
-  while (size * FANOUT <= horizon / 2) size *= FANOUT;
-  return size;
+/** Rows of a segment: half the horizon, rounded up to whole groups. */
+export function segmentRows(horizon: number): number {
+  return GROUP_ROWS * Math.max(1, Math.ceil(horizon / 2 / GROUP_ROWS));
 }
 
 /**
- * The first sequence number held once `count` rows were appended. Rows leave only when the tail is
- * sealed (every TAIL_ROWS rows), in whole top-size segments, once the sealed rows after them cover
- * the horizon.
+ * The first sequence number held once `count` rows were appended: whole segments leave, once the rows
+ * after them (counted in whole groups) cover the horizon.
  */
 export function historyStart(count: number, horizon: number): number {
-  const top = topSegmentRows(horizon);
-  const sealed = TAIL_ROWS * Math.floor(count / TAIL_ROWS);
-  return top * Math.floor(Math.max(0, sealed - horizon) / top);
+  const size = segmentRows(horizon);
+  const grouped = GROUP_ROWS * Math.floor(count / GROUP_ROWS);
+  return size * Math.floor(Math.max(0, grouped - horizon) / size);
 }
 
 /** The most rows a history of this horizon holds. */
 export function maxHistoryRows(horizon: number): number {
-  return horizon + topSegmentRows(horizon) + TAIL_ROWS;
+  return horizon + segmentRows(horizon) + GROUP_ROWS;
 }
 
 /** What the history keeps of each row besides its embedding. */
@@ -67,13 +61,12 @@ export class ScopeHistory {
   readonly horizon: number;
   readonly probes: number;
   private readonly engine: SearchEngine;
+  private readonly size: number;
   /** Next sequence number. */
   private next: number;
   /** First sequence number held. */
   private first: number;
-  private readonly segments: { segment: Segment; size: number }[] = [];
-  private tail: Uint16Array;
-  private tailRows = 0;
+  private readonly segments: Segment[] = [];
   /** Entries of the rows held, entries[seq - first]. */
   private entries: HistoryEntry[] = [];
 
@@ -83,10 +76,10 @@ export class ScopeHistory {
     this.dim = o.dim;
     this.horizon = o.horizon;
     this.probes = o.probes;
+    this.size = segmentRows(o.horizon);
     this.next = o.start ?? 0;
     this.first = this.next;
-    if (this.next % TAIL_ROWS !== 0) throw new RangeError(`a history starts at a multiple of ${TAIL_ROWS}`);
-    this.tail = new Uint16Array(TAIL_ROWS * o.dim);
+    if (this.next % this.size !== 0) throw new RangeError(`a history starts at a multiple of ${this.size}`);
   }
 
   /** Rows appended since sequence number 0. */
@@ -99,9 +92,9 @@ export class ScopeHistory {
     return this.next - this.first;
   }
 
-  /** Bytes held by embeddings (float16). */
+  /** Bytes of float16 held. */
   get embeddingBytes(): number {
-    return (this.segments.reduce((s, x) => s + x.segment.rows, 0) + TAIL_ROWS) * this.dim * 2;
+    return this.segments.reduce((s, x) => s + x.bytes, 0);
   }
 
   /** The entry of a row held. */
@@ -113,13 +106,7 @@ export class ScopeHistory {
   async search(queries: Float32Array, count: number): Promise<HistoryMatch> {
     const best = new Float32Array(count).fill(Number.NEGATIVE_INFINITY);
     const seq = new Float64Array(count).fill(-1);
-    for (const { segment } of this.segments) {
-      await searchSegment(this.engine, segment, queries, count, this.dim, this.probes, best, seq);
-    }
-    if (this.tailRows > 0) {
-      const tail: Segment = { from: this.next - this.tailRows, rows: this.tailRows, data: this.tail };
-      await searchSegment(this.engine, tail, queries, count, this.dim, this.probes, best, seq);
-    }
+    for (const segment of this.segments) await segment.search(queries, count, this.probes, best, seq);
     return { best, seq };
   }
 
@@ -129,67 +116,28 @@ export class ScopeHistory {
     const bits =
       rows instanceof Uint16Array ? rows : float32ToFloat16Bits(rows.subarray(0, entries.length * dim));
     for (let i = 0; i < entries.length; ) {
-      // A rebuild hands many rows at once: whole aligned segments are built directly, as the merges of
-      // their smaller segments would have built them (a segment is a function of its rows alone).
-      const direct = this.tailRows === 0 ? this.directSize(entries.length - i) : 0;
-      if (direct > 0) {
-        for (let j = 0; j < direct; j++) this.entries.push(entries[i + j]);
-        this.next += direct;
-        await this.pushSegment(bits.slice(i * dim, (i + direct) * dim), direct);
-        i += direct;
-        continue;
+      let segment = this.segments[this.segments.length - 1];
+      if (!segment || segment.full) {
+        segment = new Segment(this.engine, { from: this.next, size: this.size, trainRows: TRAIN_ROWS, dim });
+        this.segments.push(segment);
       }
-      const take = Math.min(TAIL_ROWS - this.tailRows, entries.length - i);
-      this.tail.set(bits.subarray(i * dim, (i + take) * dim), this.tailRows * dim);
+      // Up to the segment's end and the next group boundary, where rows may leave.
+      const toGroup = GROUP_ROWS - (this.next % GROUP_ROWS);
+      const take = Math.min(segment.size - segment.rows, toGroup, entries.length - i);
+      await segment.append(bits.subarray(i * dim, (i + take) * dim), take);
       for (let j = 0; j < take; j++) this.entries.push(entries[i + j]);
-      this.tailRows += take;
       this.next += take;
       i += take;
-      if (this.tailRows === TAIL_ROWS) await this.seal();
+      if (this.next % GROUP_ROWS === 0) this.evict();
     }
   }
 
-  /** The largest segment size, aligned at the next row and at most `available` rows (0: none). */
-  private directSize(available: number): number {
-    let size = 0;
-    const top = topSegmentRows(this.horizon);
-    for (let s = TAIL_ROWS; s <= top && s <= available; s *= FANOUT) if (this.next % s === 0) size = s;
-    return size;
-  }
-
-  /** The full tail becomes a segment. */
-  private async seal(): Promise<void> {
-    const data = this.tail;
-    this.tail = new Uint16Array(TAIL_ROWS * this.dim);
-    this.tailRows = 0;
-    await this.pushSegment(data, TAIL_ROWS);
-  }
-
-  /**
-   * The segment of the last `rows` rows appended (`data`, in order, kept) joins the list; equal
-   * segments merge upwards; segments past the horizon leave.
-   */
-  private async pushSegment(data: Uint16Array, rows: number): Promise<void> {
-    const dim = this.dim;
-    const from = this.next - rows;
-    this.segments.push({ segment: await buildSegment(this.engine, data, rows, dim, from), size: rows });
-    const top = topSegmentRows(this.horizon);
-    for (;;) {
-      const n = this.segments.length;
-      if (n < FANOUT) break;
-      const last = this.segments.slice(n - FANOUT);
-      const size = last[0].size;
-      if (size >= top || !last.every((s) => s.size === size)) break;
-      const merged = new Uint16Array(size * FANOUT * dim);
-      for (const [j, s] of last.entries()) merged.set(rowsInOrder(s.segment, dim), j * size * dim);
-      const segment = await buildSegment(this.engine, merged, size * FANOUT, dim, last[0].segment.from);
-      this.segments.splice(n - FANOUT, FANOUT, { segment, size: size * FANOUT });
-    }
+  private evict(): void {
     const start = historyStart(this.next, this.horizon);
-    while (this.segments.length > 0 && this.segments[0].segment.from < start) {
-      const gone = this.segments.shift() as { segment: Segment };
-      this.entries.splice(0, gone.segment.rows);
-      this.first += gone.segment.rows;
+    while (this.segments.length > 0 && this.segments[0].from < start) {
+      const gone = this.segments.shift() as Segment;
+      this.entries.splice(0, gone.rows);
+      this.first += gone.rows;
     }
   }
 }

@@ -14,5 +14,5 @@ export {
   dedupSettingsOf,
   openDeduplicator,
 } from "./dedup.ts";
-export { historyStart, maxHistoryRows, ScopeHistory, TAIL_ROWS, topSegmentRows } from "./history.ts";
+export { historyStart, maxHistoryRows, ScopeHistory, segmentRows } from "./history.ts";
 export { HistoryTopic, scopeOf } from "./history-topic.ts";

@@ -1,132 +1,249 @@
 /**
- * One segment of a dedup history: a run of consecutive history rows (float16 image embeddings), and
- * how they are searched. A small segment is searched exactly (one blocked matrix product per window);
- * a large one is an inverted-file index built from its own rows alone: spherical k-means centres
- * (../score/target-index.ts, the same code as the NormSim_inf target index), the rows grouped by their
- * nearest centre, and a query visits the rows of its `probes` nearest centres.
+ * One segment of a dedup history: up to `size` consecutive history rows (float16 image embeddings),
+ * and how they are searched. Its first `trainRows` rows are searched exactly (a blocked matrix product
+ * in onnxruntime) until they are all there; then spherical k-means centres are trained on them
+ * (../score/target-index.ts, the code of the NormSim_inf target index) and the segment becomes an
+ * inverted file: every row sits in the list of its nearest centre, and a query visits the lists of
+ * its `probes` nearest centres. Rows that come later are assigned in groups of GROUP_ROWS, aligned to
+ * their sequence numbers; until its group is complete a row is searched exactly.
  *
- * A segment is a pure function of its rows (a seeded k-means over them, in their order), never of the
- * order in which they arrived or of what was evicted before: so a history rebuilt after a restart from
- * the committed rows answers every query exactly as the one that was never interrupted.
+ * So a segment is a function of its rows alone: the centres of its first rows (a seeded k-means), the
+ * assignment of each later row computed in the same group of GROUP_ROWS rows whatever the windows
+ * that brought them. A history rebuilt after a restart from the committed rows answers every query
+ * exactly as the one that ran on.
+ *
+ * Why few large segments and not a log-structured merge of many small ones: each onnxruntime call
+ * costs about 0.1 ms however small, and a window's few hundred queries visit a list per segment each;
+ * calls, not FLOPs, set the cost (BENCHMARKS.md, "Dedup").
  */
 import type { ScoringEngine } from "../score/engine.ts";
-import { buildTargetIndex, probedClusters, reorderRows } from "../score/target-index.ts";
+import { buildTargetIndex, probedClusters } from "../score/target-index.ts";
 
-/** Segments of at most this many rows are searched exactly. */
-export const EXACT_SEGMENT_ROWS = 1024;
+/** Rows assigned to the centres together: a fixed batch, so an assignment never depends on the window cut. */
+export const GROUP_ROWS = 256;
 
-/**
- * Clusters of an indexed segment: about sqrt(rows) / 2, fewer and larger than the FLOP optimum
- * sqrt(rows), because at the window sizes the filter runs, each onnxruntime call costs more than the
- * few hundred rows it compares (BENCHMARKS.md, "Dedup").
- */
+type SearchEngine = Pick<ScoringEngine, "nearest" | "bestRows" | "dots">;
+
+/** Centres of a segment of `rows` rows: about sqrt(rows) / 2 (fewer, larger lists: fewer calls). */
 export function segmentClusters(rows: number): number {
   return Math.max(1, Math.round(Math.sqrt(rows) / 2));
 }
 
-type SearchEngine = Pick<ScoringEngine, "nearest" | "bestRows" | "dots">;
+/** A cluster's rows, growing. */
+interface List {
+  data: Uint16Array;
+  seq: Int32Array;
+  n: number;
+}
 
-export interface Segment {
-  /** History sequence number of its first row. */
+export class Segment {
+  /** Sequence number of its first row. */
   readonly from: number;
-  readonly rows: number;
-  /** rows x dim float16 bit patterns: in sequence order, or grouped by cluster when indexed. */
-  readonly data: Uint16Array;
-  /** Indexed segments: position -> row (sequence number - from), cluster bounds and centres. */
-  readonly index?: { order: Int32Array; offsets: Int32Array; centroids: Float32Array; clusters: number };
-}
+  /** Rows it holds when full. */
+  readonly size: number;
+  readonly trainRows: number;
+  private readonly dim: number;
+  private readonly engine: SearchEngine;
+  private readonly exactOnly: boolean;
+  private count = 0;
+  /** Rows before the centres exist, in order (released once trained). */
+  private young: Uint16Array | undefined;
+  /** Rows since the last complete group, in order. */
+  private pending: Uint16Array;
+  private pendingRows = 0;
+  private centroids: Float32Array | undefined;
+  private lists: List[] = [];
 
-/** A segment over `data` (rows in sequence order; it is kept, and reordered in place when indexed). */
-export async function buildSegment(
-  engine: SearchEngine,
-  data: Uint16Array,
-  rows: number,
-  dim: number,
-  from: number,
-): Promise<Segment> {
-  if (rows <= EXACT_SEGMENT_ROWS) return { from, rows, data };
-  const clusters = segmentClusters(rows);
-  const built = await buildTargetIndex(engine, data, rows, dim, { clusters, seed: from });
-  reorderRows(data, dim, built.order);
-  return {
-    from,
-    rows,
-    data,
-    index: {
-      order: built.order,
-      offsets: built.offsets,
-      centroids: built.centroids,
-      clusters: built.offsets.length - 1,
-    },
-  };
-}
-
-/** The segment's rows back in sequence order (a copy), for merging segments into a larger one. */
-export function rowsInOrder(segment: Segment, dim: number): Uint16Array {
-  if (!segment.index) return segment.data.slice(0, segment.rows * dim);
-  const out = new Uint16Array(segment.rows * dim);
-  const { order } = segment.index;
-  for (let p = 0; p < segment.rows; p++) {
-    out.set(segment.data.subarray(p * dim, (p + 1) * dim), order[p] * dim);
+  /** `trainRows` 0: never trained, every row searched exactly (a small reference set). */
+  constructor(engine: SearchEngine, o: { from: number; size: number; trainRows: number; dim: number }) {
+    this.engine = engine;
+    this.from = o.from;
+    this.size = o.size;
+    this.trainRows = o.trainRows === 0 ? o.size : Math.min(o.trainRows, o.size);
+    this.exactOnly = o.trainRows === 0;
+    this.dim = o.dim;
+    this.young = new Uint16Array(this.trainRows * o.dim);
+    this.pending = new Uint16Array(GROUP_ROWS * o.dim);
   }
-  return out;
-}
 
-/**
- * For each query, the most similar row of the segment if it beats `best[q]` (strictly): `best` and
- * `seq` (history sequence numbers) are updated in place.
- */
-export async function searchSegment(
-  engine: SearchEngine,
-  segment: Segment,
-  queries: Float32Array,
-  count: number,
-  dim: number,
-  probes: number,
-  best: Float32Array,
-  seq: Float64Array,
-): Promise<void> {
-  if (count === 0 || segment.rows === 0) return;
-  const take = (q: number, value: number, position: number) => {
-    if (value > best[q]) {
-      best[q] = value;
-      seq[q] = segment.from + (segment.index ? segment.index.order[position] : position);
+  /** Rows held. */
+  get rows(): number {
+    return this.count;
+  }
+
+  get full(): boolean {
+    return this.count === this.size;
+  }
+
+  /** Bytes of float16 held (lists at their capacity). */
+  get bytes(): number {
+    let b = (this.young?.byteLength ?? 0) + this.pending.byteLength;
+    for (const l of this.lists) b += l.data.byteLength + l.seq.byteLength;
+    return b;
+  }
+
+  /** Append rows (float16 bits, `rows` of them; at most `size - rows` held already). */
+  async append(bits: Uint16Array, rows: number): Promise<void> {
+    const dim = this.dim;
+    for (let i = 0; i < rows; ) {
+      if (this.young) {
+        const take = Math.min(this.trainRows - this.count, rows - i);
+        this.young.set(bits.subarray(i * dim, (i + take) * dim), this.count * dim);
+        this.count += take;
+        i += take;
+        if (this.count === this.trainRows && !this.exactOnly) await this.train();
+        continue;
+      }
+      const take = Math.min(GROUP_ROWS - this.pendingRows, rows - i);
+      this.pending.set(bits.subarray(i * dim, (i + take) * dim), this.pendingRows * dim);
+      this.pendingRows += take;
+      this.count += take;
+      i += take;
+      if (this.pendingRows === GROUP_ROWS) await this.assignPending();
     }
-  };
-  if (!segment.index) {
-    const found = await engine.bestRows(queries, count, dim, segment.data, 0, segment.rows);
-    for (let q = 0; q < count; q++) if (found.index[q] >= 0) take(q, found.best[q], found.index[q]);
-    return;
+    if (this.full) this.trim();
   }
-  const { offsets, centroids, clusters } = segment.index;
-  const visits = Math.min(probes, clusters);
-  const centreDots = await engine.dots(queries, count, centroids, clusters, dim);
-  const scratch = new Float32Array(clusters);
-  // The queries of each cluster, by a counting sort of the visits.
-  const visit = new Int32Array(count * visits);
-  for (let q = 0; q < count; q++) {
-    visit.set(
-      probedClusters(centreDots.subarray(q * clusters, (q + 1) * clusters), visits, scratch),
-      q * visits,
+
+  /** A full segment's lists hold no slack. */
+  private trim(): void {
+    const dim = this.dim;
+    this.lists = this.lists.map((l) =>
+      l.n === l.seq.length ? l : { data: l.data.slice(0, l.n * dim), seq: l.seq.slice(0, l.n), n: l.n },
     );
   }
-  const first = new Int32Array(clusters + 1);
-  for (let v = 0; v < visit.length; v++) first[visit[v] + 1]++;
-  for (let k = 0; k < clusters; k++) first[k + 1] += first[k];
-  const visitors = new Int32Array(visit.length);
-  const fill = first.slice(0, clusters);
-  for (let v = 0; v < visit.length; v++) visitors[fill[visit[v]]++] = Math.floor(v / visits);
-  const gathered = new Float32Array(count * dim);
-  for (let k = 0; k < clusters; k++) {
-    const n = first[k + 1] - first[k];
-    if (n === 0 || offsets[k + 1] === offsets[k]) continue;
-    for (let j = 0; j < n; j++) {
-      const q = visitors[first[k] + j];
-      gathered.set(queries.subarray(q * dim, (q + 1) * dim), j * dim);
+
+  /** The centres, from the first rows, which join their lists. */
+  private async train(): Promise<void> {
+    const dim = this.dim;
+    const young = this.young as Uint16Array;
+    const built = await buildTargetIndex(this.engine, young, this.trainRows, dim, {
+      clusters: segmentClusters(this.size),
+      seed: this.from,
+    });
+    this.centroids = built.centroids;
+    const clusters = built.offsets.length - 1;
+    this.lists = Array.from({ length: clusters }, (_, k) => {
+      const n = built.offsets[k + 1] - built.offsets[k];
+      const capacity = Math.max(16, Math.ceil(n * 1.5));
+      return { data: new Uint16Array(capacity * dim), seq: new Int32Array(capacity), n: 0 };
+    });
+    for (let p = 0; p < this.trainRows; p++) {
+      // built.order[p] is the row at position p; positions run cluster by cluster.
+      const row = built.order[p];
+      this.push(this.clusterAt(built.offsets, p), young.subarray(row * dim, (row + 1) * dim), row);
     }
-    const found = await engine.bestRows(gathered, n, dim, segment.data, offsets[k], offsets[k + 1]);
-    for (let j = 0; j < n; j++) {
-      if (found.index[j] >= 0) take(visitors[first[k] + j], found.best[j], found.index[j]);
+    this.young = undefined;
+  }
+
+  private clusterAt(offsets: Int32Array, position: number): number {
+    let lo = 0;
+    let hi = offsets.length - 2;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (offsets[mid] <= position) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  private async assignPending(): Promise<void> {
+    const dim = this.dim;
+    const centroids = this.centroids as Float32Array;
+    const { index } = await this.engine.nearest(this.pending, GROUP_ROWS, dim, centroids, this.lists.length);
+    const first = this.count - GROUP_ROWS;
+    for (let r = 0; r < GROUP_ROWS; r++) {
+      this.push(index[r], this.pending.subarray(r * dim, (r + 1) * dim), first + r);
+    }
+    this.pending = new Uint16Array(GROUP_ROWS * dim);
+    this.pendingRows = 0;
+  }
+
+  private push(k: number, row: Uint16Array, local: number): void {
+    const dim = this.dim;
+    let list = this.lists[k];
+    if (list.n === list.seq.length) {
+      // Lists grow by half (not double): their slack is bounded by a third of what they hold.
+      const capacity = Math.ceil(list.seq.length * 1.5) + 16;
+      const data = new Uint16Array(capacity * dim);
+      data.set(list.data);
+      const seq = new Int32Array(capacity);
+      seq.set(list.seq);
+      list = this.lists[k] = { data, seq, n: list.n };
+    }
+    list.data.set(row, list.n * dim);
+    list.seq[list.n] = local;
+    list.n++;
+  }
+
+  /**
+   * For each query, the most similar row of the segment if it beats `best[q]` (strictly): `best` and
+   * `seq` (history sequence numbers) are updated in place. Ties within a call go to the earlier row.
+   */
+  async search(
+    queries: Float32Array,
+    count: number,
+    probes: number,
+    best: Float32Array,
+    seq: Float64Array,
+  ): Promise<void> {
+    if (count === 0 || this.count === 0) return;
+    const dim = this.dim;
+    const exact = async (store: Uint16Array, rows: number, local: (i: number) => number) => {
+      const found = await this.engine.bestRows(queries, count, dim, store, 0, rows);
+      for (let q = 0; q < count; q++) {
+        if (found.index[q] >= 0 && found.best[q] > best[q]) {
+          best[q] = found.best[q];
+          seq[q] = this.from + local(found.index[q]);
+        }
+      }
+    };
+    if (this.young) {
+      await exact(this.young, this.count, (i) => i);
+      return;
+    }
+    const clusters = this.lists.length;
+    const visits = Math.min(probes, clusters);
+    const centreDots = await this.engine.dots(queries, count, this.centroids as Float32Array, clusters, dim);
+    const scratch = new Float32Array(clusters);
+    const visit = new Int32Array(count * visits);
+    for (let q = 0; q < count; q++) {
+      visit.set(
+        probedClusters(centreDots.subarray(q * clusters, (q + 1) * clusters), visits, scratch),
+        q * visits,
+      );
+    }
+    // The queries of each cluster, by a counting sort of the visits.
+    const first = new Int32Array(clusters + 1);
+    for (let v = 0; v < visit.length; v++) first[visit[v] + 1]++;
+    for (let k = 0; k < clusters; k++) first[k + 1] += first[k];
+    const visitors = new Int32Array(visit.length);
+    const fill = first.slice(0, clusters);
+    for (let v = 0; v < visit.length; v++) visitors[fill[visit[v]]++] = Math.floor(v / visits);
+    const gathered = new Float32Array(count * dim);
+    for (let k = 0; k < clusters; k++) {
+      const n = first[k + 1] - first[k];
+      const list = this.lists[k];
+      if (n === 0 || list.n === 0) continue;
+      for (let j = 0; j < n; j++) {
+        const q = visitors[first[k] + j];
+        gathered.set(queries.subarray(q * dim, (q + 1) * dim), j * dim);
+      }
+      const found = await this.engine.bestRows(gathered, n, dim, list.data, 0, list.n);
+      for (let j = 0; j < n; j++) {
+        const q = visitors[first[k] + j];
+        const at = found.index[j];
+        if (at < 0) continue;
+        const local = list.seq[at];
+        // Strictly better, or as good and earlier: the answer must not depend on the order of the lists.
+        if (found.best[j] > best[q] || (found.best[j] === best[q] && this.from + local < seq[q])) {
+          best[q] = found.best[j];
+          seq[q] = this.from + local;
+        }
+      }
+    }
+    if (this.pendingRows > 0) {
+      const firstPending = this.count - this.pendingRows;
+      await exact(this.pending, this.pendingRows, (i) => firstPending + i);
     }
   }
 }

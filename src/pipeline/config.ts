@@ -251,6 +251,16 @@ export const POLICY_KEYS = [
   "warmupMode",
 ] as const satisfies readonly RunConfigKey[];
 
+/** The keys of the dedup step (`--dedup`, `--reference`): the filter's, and `fidelity --input`'s. */
+export const DEDUP_KEYS = [
+  "dedup",
+  "dedupThreshold",
+  "dedupHorizon",
+  "dedupProbes",
+  "reference",
+  "referenceThreshold",
+] as const satisfies readonly RunConfigKey[];
+
 /** Keys only `run` takes: `replay` names its group and versioned output topics itself. */
 export const RUN_ONLY_KEYS: readonly RunConfigKey[] = [
   "group",

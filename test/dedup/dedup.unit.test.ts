@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { DecodedRecord, RecordOutcome } from "../../src/common/record.ts";
 import { buildReference, Deduplicator } from "../../src/dedup/dedup.ts";
-import { historyStart, ScopeHistory, TAIL_ROWS, topSegmentRows } from "../../src/dedup/history.ts";
+import { historyStart, ScopeHistory, segmentRows } from "../../src/dedup/history.ts";
 import { decodeChunk, encodeChunk } from "../../src/dedup/history-topic.ts";
 import { createScoringEngine, type ScoringEngine } from "../../src/score/engine.ts";
 import { gaussian, mulberry32 } from "../helpers/records.ts";
@@ -54,28 +54,28 @@ const entries = (from: number, n: number) =>
   Array.from({ length: n }, (_, i) => ({ uid: `u${from + i}`, offset: String(from + i) }));
 
 describe("history", () => {
-  it("holds the last horizon rows in whole top segments", () => {
-    assert.equal(topSegmentRows(10_000), 4096);
-    assert.equal(topSegmentRows(1_000_000), 262_144);
+  it("holds the last horizon rows in whole segments of half the horizon", () => {
+    assert.equal(segmentRows(10_000), 5120);
+    assert.equal(segmentRows(1_000_000), 500_224);
     assert.equal(historyStart(5000, 10_000), 0);
-    // 30,000 rows appended: 29,696 sealed; the rows after 16,384 cover fewer than 10,000, so 12,288 stays.
-    assert.equal(historyStart(30_000, 10_000), 16_384);
+    // 30,000 rows appended: 29,952 in whole groups; the rows after 15,360 cover the horizon.
+    assert.equal(historyStart(30_000, 10_000), 15_360);
   });
 
   it("a history rebuilt from the rows it holds answers every query as the uninterrupted one", async () => {
     const horizon = 40_000;
-    const rows = unitRows(60_000, 1);
+    const rows = unitRows(70_000, 1);
     const whole = new ScopeHistory(engine, { dim: DIM, horizon, probes: 8 });
     // Appended in uneven windows, as a filter does.
-    for (let i = 0, w = 1; i < 60_000; i += w, w = ((w * 7) % 1500) + 1) {
-      const n = Math.min(w, 60_000 - i);
+    for (let i = 0, w = 1; i < 70_000; i += w, w = ((w * 7) % 1500) + 1) {
+      const n = Math.min(w, 70_000 - i);
       await whole.append(rows.subarray(i * DIM, (i + n) * DIM), entries(i, n));
     }
-    const start = historyStart(60_000, horizon);
+    const start = historyStart(70_000, horizon);
     assert.ok(start > 0, "some rows left");
-    assert.equal(whole.rows, 60_000 - start);
+    assert.equal(whole.rows, 70_000 - start);
     const rebuilt = new ScopeHistory(engine, { dim: DIM, horizon, probes: 8, start });
-    await rebuilt.append(rows.subarray(start * DIM), entries(start, 60_000 - start));
+    await rebuilt.append(rows.subarray(start * DIM), entries(start, 70_000 - start));
     // Queries near rows across the history, and fresh ones.
     const q = new Float32Array(400 * DIM);
     for (let k = 0; k < 200; k++)
@@ -100,9 +100,9 @@ describe("history", () => {
   });
 
   it("an exact history finds every copy", async () => {
-    const rows = unitRows(TAIL_ROWS - 1, 2);
+    const rows = unitRows(1000, 2);
     const h = new ScopeHistory(engine, { dim: DIM, horizon: 100_000, probes: 1 });
-    await h.append(rows, entries(0, TAIL_ROWS - 1));
+    await h.append(rows, entries(0, 1000));
     const q = new Float32Array(50 * DIM);
     for (let k = 0; k < 50; k++) q.set(nearCopy(rows.subarray(k * 17 * DIM, (k * 17 + 1) * DIM), k), k * DIM);
     const r = await h.search(q, 50);

@@ -4,7 +4,13 @@
  * (src/bench/dedup-study.ts; BENCHMARKS.md, "Dedup"). No Kafka: the filter's emulator decides.
  */
 import type { Command } from "commander";
-import { type DedupStudyOptions, formatDedupStudy, runDedupStudy } from "../../bench/dedup-study.ts";
+import {
+  type DedupStudyOptions,
+  formatDedupStudy,
+  formatIndexRecall,
+  runDedupStudy,
+  runIndexRecall,
+} from "../../bench/dedup-study.ts";
 import { DEFAULT_DEDUP_PROBES, DEFAULT_DEDUP_THRESHOLD } from "../../dedup/index.ts";
 import { createScoringEngine } from "../../score/engine.ts";
 import { SIM_PROFILES } from "../../simulate/generator.ts";
@@ -21,6 +27,7 @@ export const DEDUP_STUDY_DEFAULTS = {
   horizon: 100_000,
   windowSize: 4096,
   bankSize: 4096,
+  indexRows: 1_000_000,
 };
 
 function thresholdList(text: string): number[] {
@@ -88,16 +95,33 @@ export function registerBenchDedupCommand(program: Command): void {
     )
     .option("--window-size <n>", "records per window", integerOption("--window-size", 1), d.windowSize)
     .option("--bank-size <n>", "negative bank rows", integerOption("--bank-size", 0), d.bankSize)
+    .option(
+      "--index-rows <n>",
+      "then the index against exact search over a history of this many rows (0: skip)",
+      integerOption("--index-rows", 0),
+      d.indexRows,
+    )
     .option("--json", "print the result as JSON")
-    .action(async (opts: Omit<DedupStudyOptions, "progress"> & { json?: boolean }) => {
+    .action(async (opts: Omit<DedupStudyOptions, "progress"> & { json?: boolean; indexRows: number }) => {
       const engine = await createScoringEngine({});
       try {
-        const { json, ...options } = opts;
-        const result = await runDedupStudy(engine, {
-          ...options,
-          progress: (l) => process.stderr.write(`${l}\n`),
-        });
-        console.log(json ? JSON.stringify(result) : formatDedupStudy(result));
+        const { json, indexRows, ...options } = opts;
+        const progress = (l: string) => process.stderr.write(`${l}\n`);
+        const result = await runDedupStudy(engine, { ...options, progress });
+        const index =
+          indexRows > 0
+            ? await runIndexRecall(engine, {
+                rows: indexRows,
+                dim: options.dim,
+                queries: 500,
+                probes: [1, 2, 4],
+              })
+            : undefined;
+        console.log(
+          json
+            ? JSON.stringify({ ...result, index })
+            : [formatDedupStudy(result), ...(index ? ["", formatIndexRecall(index)] : [])].join("\n"),
+        );
       } finally {
         await engine.close();
       }

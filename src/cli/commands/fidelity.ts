@@ -12,7 +12,7 @@ import { ClipsieveError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { resolveKafkaAccess } from "../../kafka/index.ts";
 import { createLakeKafka } from "../../lake/kafka.ts";
-import { configFromEnv, resolveConfigSubset } from "../../pipeline/config.ts";
+import { configFromEnv, DEDUP_KEYS, resolveConfigSubset } from "../../pipeline/config.ts";
 import { NORMALISERS, type Normaliser } from "../../score/types.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
 import { SIM_ORDERS, SIM_PROFILES, type SimOrder, type SimProfile } from "../../simulate/generator.ts";
@@ -21,7 +21,7 @@ import { choiceListOption, integerListOption, integerOption, parseBrokers, parse
 import { INPUT_SCORING_KEYS, openInputScoring } from "../input-scoring.ts";
 
 /** `run`'s options that `fidelity --input` takes with the same meaning and defaults. */
-const TOPIC_KEYS = INPUT_SCORING_KEYS;
+const TOPIC_KEYS = [...INPUT_SCORING_KEYS, ...DEDUP_KEYS];
 
 export function registerFidelityCommand(program: Command): void {
   const d = FIDELITY_DEFAULTS;
@@ -176,6 +176,7 @@ async function checkTopic(
       decode: parts.decode,
       offlineDraws: opts.offlineDraws as number,
       noiseFloor: opts.noiseFloor !== false,
+      ...(config.dedup || config.reference ? { dedup: config } : {}),
       logger,
       progress,
     });
