@@ -59,7 +59,7 @@ export function createPipelineMetrics(withDefaults = true): PipelineMetrics {
     }),
     windowSeconds: new Histogram({
       name: "clipsieve_window_seconds",
-      help: "Time per window and stage (embed, score, policy, deliver, total)",
+      help: "Time per window and stage (embed, score, policy, dedup, deliver, total)",
       labelNames: ["stage"],
       buckets: [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
       registers: r,

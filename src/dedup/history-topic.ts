@@ -12,9 +12,11 @@
  * Value: a 4-byte big-endian length, a JSON header (scope, chunk, chunkRows, rows, dim, uids, offsets),
  * then rows x dim float16 values, little-endian.
  */
+
+import { ClipsieveError, isClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import type { SourceRef } from "../common/record.ts";
-import type { KafkaClient } from "../kafka/index.ts";
+import { type KafkaClient, kafkaErrorKind } from "../kafka/index.ts";
 import type { OutMessage } from "../sink/outputs.ts";
 import { type HistoryEntry, historyStart, maxHistoryRows, segmentRows } from "./history.ts";
 
@@ -137,6 +139,23 @@ export class HistoryTopic {
    * each key), from the first row a history of this horizon holds.
    */
   async load(scopes: ReadonlySet<string>): Promise<Map<string, LoadedScope>> {
+    // A broker outage is waited out, as a window's delivery is: the next window needs this history.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.loadOnce(scopes);
+      } catch (err) {
+        const kind = kafkaErrorKind(err);
+        if (kind !== "retryable" && !isClipsieveError(err, "KAFKA_UNREACHABLE")) throw err;
+        this.logger.warn(
+          { err, attempt, topic: this.topic },
+          "reading the dedup history back failed; retrying",
+        );
+        await new Promise((r) => setTimeout(r, Math.min(10_000, 200 * 2 ** attempt)));
+      }
+    }
+  }
+
+  private async loadOnce(scopes: ReadonlySet<string>): Promise<Map<string, LoadedScope>> {
     const latest = new Map<string, Buffer>();
     const t0 = performance.now();
     let bytes = 0;
@@ -155,7 +174,10 @@ export class HistoryTopic {
       { timeoutMs: 600_000 },
     );
     if (!complete) {
-      throw new Error(`reading the dedup history topic ${this.topic} timed out`);
+      throw new ClipsieveError(
+        "KAFKA_UNREACHABLE",
+        `reading the dedup history topic ${this.topic} did not finish in 10 minutes`,
+      );
     }
     const byScope = new Map<string, HistoryChunk[]>();
     for (const value of latest.values()) {

@@ -62,7 +62,8 @@ export class Segment {
     this.trainRows = o.trainRows === 0 ? o.size : Math.min(o.trainRows, o.size);
     this.exactOnly = o.trainRows === 0;
     this.dim = o.dim;
-    this.young = new Uint16Array(this.trainRows * o.dim);
+    // Grown as rows come (a partition that accepts few records holds little).
+    this.young = new Uint16Array(Math.min(this.trainRows, GROUP_ROWS) * o.dim);
     this.pending = new Uint16Array(GROUP_ROWS * o.dim);
   }
 
@@ -88,6 +89,11 @@ export class Segment {
     for (let i = 0; i < rows; ) {
       if (this.young) {
         const take = Math.min(this.trainRows - this.count, rows - i);
+        if ((this.count + take) * dim > this.young.length) {
+          const grown = new Uint16Array(Math.min(this.trainRows, 2 * (this.count + take)) * dim);
+          grown.set(this.young);
+          this.young = grown;
+        }
         this.young.set(bits.subarray(i * dim, (i + take) * dim), this.count * dim);
         this.count += take;
         i += take;

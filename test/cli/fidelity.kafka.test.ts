@@ -91,6 +91,19 @@ test("fidelity --input compares a topic's streaming selection with its offline o
   assert.equal(a.agreement.exactCutJaccard, 1);
   assert.ok(a.agreement.jaccard >= 0.99, `Jaccard ${a.agreement.jaccard}`);
 
+  // With --dedup on both sides (after the policy; on the offline selection in stream order), the
+  // copies go from both selections alike: fewer accepted, the same agreement.
+  const deduped = await cli([
+    ...common,
+    ...["--limit", String(N), "--window-size", String(N), "--bank-size", "0", "--batch-size", String(N)],
+    ...["--draws", "1", "--offline-draws", "3", "--dedup"],
+  ]);
+  assert.equal(deduped.code, 0, deduped.stderr);
+  const d = JSON.parse(deduped.stdout);
+  assert.ok(d.offline.accepted < a.offline.accepted, `${d.offline.accepted} of ${a.offline.accepted} kept`);
+  assert.ok(d.streaming.accepted < a.streaming.accepted);
+  assert.ok(d.agreement.jaccard >= 0.99, `Jaccard ${d.agreement.jaccard}`);
+
   const small = await cli([
     ...common,
     "--limit",

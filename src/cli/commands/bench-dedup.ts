@@ -23,7 +23,7 @@ export const DEDUP_STUDY_DEFAULTS = {
   partitions: 4,
   referenceRows: 2000,
   contaminated: 200,
-  thresholds: [0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99],
+  thresholds: [0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99],
   horizon: 100_000,
   windowSize: 4096,
   bankSize: 4096,
