@@ -19,7 +19,7 @@
 import type { RecordOutcome } from "../common/record.ts";
 import { buildReference, Deduplicator } from "../dedup/dedup.ts";
 import { ScopeHistory } from "../dedup/history.ts";
-import { createLshPartitioner } from "../dedup/lsh.ts";
+import { lshPartitionerOf } from "../dedup/lsh.ts";
 import type { ScoringEngine } from "../score/engine.ts";
 import { createRandom } from "../score/random.ts";
 import { makeTargetSet } from "../score/target-set.ts";
@@ -80,10 +80,7 @@ export async function runDedupStudy(engine: ScoringEngine, o: DedupStudyOptions)
   const target = await makeTargetSet(engine, SIM_MODEL, t.data, t.rows, t.dim);
   let partitionOf: (r: { uid: string; imageEmbedding: Float32Array }) => number;
   if (o.partitionBy === "lsh") {
-    const sampleRows = Math.min(2000, o.count);
-    const sample = new Float32Array(sampleRows * o.dim);
-    for (let p = 0; p < sampleRows; p++) sample.set(sim.record(p).imageEmbedding, p * o.dim);
-    const lsh = createLshPartitioner(sample, sampleRows, o.dim, o.partitions);
+    const lsh = lshPartitionerOf((i) => sim.record(i).imageEmbedding, o.count, o.dim, o.partitions);
     partitionOf = (r) => lsh.partitionOf(r.imageEmbedding);
   } else {
     partitionOf = (r) => Number.parseInt(r.uid.slice(0, 8), 16) % o.partitions;

@@ -19,13 +19,12 @@
 import { ClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import type { CopyOf, RecordOutcome } from "../common/record.ts";
-import { float32ToFloat16Bits } from "../io/float16.ts";
-import type { ScoringEngine } from "../score/engine.ts";
+import { float16BitsToFloat32, float32ToFloat16Bits } from "../io/float16.ts";
 import { loadTarget } from "../score/target-set.ts";
 import type { OutMessage } from "../sink/outputs.ts";
 import { type HistoryEntry, ScopeHistory, segmentRows } from "./history.ts";
 import { chunkBits, type HistoryTopic, type LoadedScope, scopeOf } from "./history-topic.ts";
-import { Segment } from "./segment.ts";
+import { type SearchEngine, Segment } from "./segment.ts";
 
 /** The reasons the step gives (beside the policy's, ../policy/types.ts). */
 export const DEDUP_REASONS = ["near_duplicate", "near_reference"] as const;
@@ -47,27 +46,30 @@ export interface DedupSettings {
   referenceThreshold: number;
 }
 
-type SearchEngine = Pick<ScoringEngine, "nearest" | "bestRows" | "dots">;
-
 /** A reference set of up to this many rows is searched exactly; a larger one through an inverted file. */
 const REFERENCE_EXACT_ROWS = 16_384;
 
 /** Queries compared with each other per block (a block x window matrix of inner products). */
 const PAIR_BLOCK = 512;
 
-/** A reference set, searchable: its rows as one segment, exact up to REFERENCE_EXACT_ROWS rows, else an inverted file. */
+/**
+ * A reference set, searchable: its rows as one segment, searched exactly up to REFERENCE_EXACT_ROWS
+ * rows, else through an inverted file over all of them (the artifact's own index when it has one).
+ */
 export async function buildReference(
   engine: SearchEngine,
   embeddings: Float32Array | Uint16Array,
   rows: number,
   dim: number,
+  index?: { centroids: Float32Array; offsets: Int32Array },
 ): Promise<Segment> {
   const bits =
     embeddings instanceof Uint16Array
-      ? embeddings.slice(0, rows * dim)
+      ? embeddings.subarray(0, rows * dim)
       : float32ToFloat16Bits(embeddings.subarray(0, rows * dim));
-  const trainRows = rows <= REFERENCE_EXACT_ROWS ? 0 : REFERENCE_EXACT_ROWS;
-  const segment = new Segment(engine, { from: 0, size: rows, trainRows, dim });
+  if (index) return Segment.indexed(engine, bits, rows, dim, index);
+  if (rows > REFERENCE_EXACT_ROWS) return Segment.indexed(engine, bits, rows, dim);
+  const segment = new Segment(engine, { from: 0, size: rows, trainRows: 0, dim });
   await segment.append(bits, rows);
   return segment;
 }
@@ -164,45 +166,46 @@ export class Deduplicator {
       const m = list.length;
       const queries = gather(outcomes, list, dim);
       const found = await history.search(queries, m);
+      // The window's own rows as the history would hold them (float16), so that a record is compared
+      // with an earlier one alike whether or not a window boundary fell between them.
+      const asHeld = float16BitsToFloat32(float32ToFloat16Bits(queries));
       const kept: number[] = [];
       const isKept = new Uint8Array(m);
       for (let block = 0; block < m; block += PAIR_BLOCK) {
         const rows = Math.min(PAIR_BLOCK, m - block);
         // Each query of the block against every query up to the block's end.
         const span = block + rows;
-        const pairs = await engine.dots(queries.subarray(block * dim), rows, queries, span, dim);
+        const pairs = await engine.dots(queries.subarray(block * dim), rows, asHeld, span, dim);
         for (let r = 0; r < rows; r++) {
           const q = block + r;
           const i = list[q];
-          if (found.seq[q] >= 0 && found.best[q] >= threshold) {
-            const e = history.entry(found.seq[q]);
-            const source = { ...outcomes[i].record.source, offset: e.offset };
-            reject(outcomes, i, "near_duplicate", {
-              kind: "record",
-              uid: e.uid,
-              source,
-              similarity: round(found.best[q]),
-            });
-            result.nearDuplicates++;
-            continue;
-          }
+          // The most similar earlier accepted record: the history's best, or a record kept before
+          // this one in the window (ties: the history's, the older).
           let bestJ = -1;
-          let bestSim = Number.NEGATIVE_INFINITY;
+          let bestSim = found.seq[q] >= 0 ? found.best[q] : Number.NEGATIVE_INFINITY;
           for (let j = 0; j < q; j++) {
-            const s = pairs[r * span + j];
-            if (isKept[j] && s > bestSim) {
-              bestSim = s;
+            const sim = pairs[r * span + j];
+            if (isKept[j] && sim > bestSim) {
+              bestSim = sim;
               bestJ = j;
             }
           }
-          if (bestJ >= 0 && bestSim >= threshold) {
-            const copied = outcomes[list[bestJ]].record;
-            reject(outcomes, i, "near_duplicate", {
-              kind: "record",
-              uid: copied.uid ?? null,
-              source: copied.source,
-              similarity: round(bestSim),
-            });
+          if (bestSim >= threshold) {
+            let copyOf: CopyOf;
+            if (bestJ >= 0) {
+              const copied = outcomes[list[bestJ]].record;
+              copyOf = {
+                kind: "record",
+                uid: copied.uid ?? null,
+                source: copied.source,
+                similarity: round(bestSim),
+              };
+            } else {
+              const e = history.entry(found.seq[q]);
+              const source = { ...outcomes[i].record.source, offset: e.offset };
+              copyOf = { kind: "record", uid: e.uid, source, similarity: round(bestSim) };
+            }
+            reject(outcomes, i, "near_duplicate", copyOf);
             result.nearDuplicates++;
             continue;
           }
@@ -211,10 +214,9 @@ export class Deduplicator {
         }
       }
       if (kept.length === 0) continue;
-      const bits = new Uint16Array(kept.length * dim);
       const keptRows = new Float32Array(kept.length * dim);
       for (const [k, q] of kept.entries()) keptRows.set(queries.subarray(q * dim, (q + 1) * dim), k * dim);
-      bits.set(float32ToFloat16Bits(keptRows));
+      const bits = float32ToFloat16Bits(keptRows);
       const entries: HistoryEntry[] = kept.map((q) => {
         const r = outcomes[list[q]].record;
         return { uid: r.uid ?? null, offset: r.source.offset };
@@ -297,6 +299,8 @@ export interface DedupConfig {
   dedupProbes: number;
   reference?: string | undefined;
   referenceThreshold: number;
+  /** The filter's delivery guarantee (`--dedup` with a history store needs exactly-once). */
+  delivery?: string;
 }
 
 export function dedupSettingsOf(config: DedupConfig): DedupSettings {
@@ -328,16 +332,24 @@ export async function openDeduplicator(
         `reference set ${config.reference} has D = ${set.dim}, the filter's records D = ${dim}`,
       );
     }
-    reference = await buildReference(engine, set.embeddings, set.rows, dim);
+    reference = await buildReference(engine, set.embeddings, set.rows, dim, set.index);
     o.logger?.info({ reference: config.reference, rows: set.rows }, "reference set loaded");
   }
-  await o.store?.ensure();
+  // Only near_duplicate keeps a history; a --reference-only step writes none.
+  const store = config.dedup ? o.store : undefined;
+  if (store && config.delivery !== undefined && config.delivery !== "exactly-once") {
+    throw new ClipsieveError(
+      "CONFIG_INVALID",
+      "--dedup needs --delivery exactly-once: its history is committed with the window's records, and a window delivered at least once could be re-read as a copy of itself",
+    );
+  }
+  await store?.ensure();
   return new Deduplicator({
     engine,
     dim,
     settings: dedupSettingsOf(config),
     ...(reference ? { reference } : {}),
-    ...(o.store ? { store: o.store } : {}),
+    ...(store ? { store } : {}),
     ...(o.logger ? { logger: o.logger } : {}),
   });
 }

@@ -6,8 +6,8 @@
  * Each scope's rows are cut into chunks of `chunkRows` consecutive sequence numbers; a window that
  * accepted rows in a scope writes the chunks they fall in (the open chunk again, whole, with its
  * earlier rows). The topic is compacted and a chunk's key is `<scope>#<slot>`, the slot being the chunk
- * number modulo enough slots to cover the largest history: so the topic keeps about one horizon per
- * scope however long the filter runs, and a new chunk replaces the one a horizon older.
+ * number modulo enough slots to cover the largest history: so the topic keeps about 1.5 horizons per
+ * scope however long the filter runs, and a new chunk replaces the one that many rows older.
  *
  * Value: a 4-byte big-endian length, a JSON header (scope, chunk, chunkRows, rows, dim, uids, offsets),
  * then rows x dim float16 values, little-endian.
@@ -156,7 +156,7 @@ export class HistoryTopic {
   }
 
   private async loadOnce(scopes: ReadonlySet<string>): Promise<Map<string, LoadedScope>> {
-    const latest = new Map<string, Buffer>();
+    const latest = new Map<string, { value: Buffer; offset: bigint }>();
     const t0 = performance.now();
     let bytes = 0;
     const { complete } = await this.kafka.readTopicToEnd(
@@ -167,7 +167,7 @@ export class HistoryTopic {
         if (!scopes.has(scope)) return;
         if (m.value === null) latest.delete(key);
         else {
-          latest.set(key, m.value);
+          latest.set(key, { value: m.value, offset: BigInt(m.offset) });
           bytes += m.value.length;
         }
       },
@@ -179,11 +179,11 @@ export class HistoryTopic {
         `reading the dedup history topic ${this.topic} did not finish in 10 minutes`,
       );
     }
-    const byScope = new Map<string, HistoryChunk[]>();
-    for (const value of latest.values()) {
+    const byScope = new Map<string, (HistoryChunk & { offset: bigint })[]>();
+    for (const { value, offset } of latest.values()) {
       const header = decodeChunkHeader(value);
       const list = byScope.get(header.scope) ?? [];
-      list.push({ header, value });
+      list.push({ header, value, offset });
       byScope.set(header.scope, list);
     }
     latest.clear();
@@ -206,24 +206,41 @@ export class HistoryTopic {
     return out;
   }
 
-  /** A scope's chunks in order, from the first row its history holds; undefined if none are usable. */
-  private usable(scope: string, chunks: HistoryChunk[]): LoadedScope | undefined {
-    chunks.sort((a, b) => a.header.chunk - b.header.chunk);
-    const newest = chunks[chunks.length - 1].header;
-    if (newest.dim !== this.dim || chunks.some((c) => c.header.chunkRows !== newest.chunkRows)) {
+  /**
+   * A scope's chunks in order, from the first row its history holds; undefined if none are usable.
+   * The newest chunk is the one written last (the highest offset: the topic has one partition), not
+   * the highest number: after a change of D (a new history from chunk 0) older chunks of higher
+   * numbers may linger in slots not yet rewritten, and after a change of horizon (other slots) one
+   * number may be held twice. Only chunks like the newest, the last written of each number, count.
+   */
+  private usable(scope: string, all: (HistoryChunk & { offset: bigint })[]): LoadedScope | undefined {
+    const newestChunk = all.reduce((a, b) => (b.offset > a.offset ? b : a));
+    const newest = newestChunk.header;
+    if (newest.dim !== this.dim) {
       this.logger.warn(
         { scope, dim: newest.dim },
-        "the dedup history was written with another dimension or chunk size; starting it empty",
+        "the dedup history was written with another dimension; starting it empty",
       );
       return undefined;
+    }
+    const byNumber = new Map<number, HistoryChunk & { offset: bigint }>();
+    for (const c of all) {
+      const h = c.header;
+      if (h.dim !== newest.dim || h.chunkRows !== newest.chunkRows || h.chunk > newest.chunk) continue;
+      const seen = byNumber.get(h.chunk);
+      if (!seen || c.offset > seen.offset) byNumber.set(h.chunk, c);
     }
     const rowsPer = newest.chunkRows;
     const count = newest.chunk * rowsPer + newest.rows;
     let start = historyStart(count, this.horizon);
     // The chunks from `start` must all be there, consecutive and full (but the newest).
-    let first = chunks.length - 1;
-    while (first > 0 && chunks[first - 1].header.chunk === chunks[first].header.chunk - 1) first--;
-    const earliest = chunks[first].header.chunk * rowsPer;
+    const chunks: HistoryChunk[] = [newestChunk];
+    for (let n = newest.chunk - 1; n >= 0 && (n + 1) * rowsPer > start; n--) {
+      const c = byNumber.get(n);
+      if (!c || c.header.rows !== rowsPer) break;
+      chunks.unshift(c);
+    }
+    const earliest = chunks[0].header.chunk * rowsPer;
     if (earliest > start) {
       const size = segmentRows(this.horizon);
       const from = Math.ceil(earliest / size) * size;
@@ -233,7 +250,7 @@ export class HistoryTopic {
       );
       start = from;
     }
-    const used = chunks.slice(first).filter((c) => (c.header.chunk + 1) * rowsPer > start);
+    const used = chunks.filter((c) => (c.header.chunk + 1) * rowsPer > start);
     return { start, count, chunks: used };
   }
 

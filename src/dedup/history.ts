@@ -15,13 +15,10 @@
  * (`ScopeHistory` started at that row, then fed in order) is the same as the one that ran on.
  */
 import { float32ToFloat16Bits } from "../io/float16.ts";
-import type { ScoringEngine } from "../score/engine.ts";
-import { GROUP_ROWS, Segment } from "./segment.ts";
+import { GROUP_ROWS, type SearchEngine, Segment } from "./segment.ts";
 
 /** The most first rows of a segment searched exactly before its centres are trained on them. */
 const TRAIN_ROWS = 16_384;
-
-type SearchEngine = Pick<ScoringEngine, "nearest" | "bestRows" | "dots">;
 
 /** Rows of a segment: half the horizon, rounded up to whole groups. */
 export function segmentRows(horizon: number): number {

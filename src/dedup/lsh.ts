@@ -68,3 +68,22 @@ export function createLshPartitioner(
     },
   };
 }
+
+/** Images the partitioner is centred on: the stream's (or the pool's) first ones. */
+export const LSH_SAMPLE_ROWS = 2000;
+
+/**
+ * A partitioner centred on the first LSH_SAMPLE_ROWS of `count` images (`image(i)`, unit rows of
+ * `dim`): what `simulate --partition-by lsh` and `load --partition-by lsh` use.
+ */
+export function lshPartitionerOf(
+  image: (i: number) => Float32Array,
+  count: number,
+  dim: number,
+  partitions: number,
+): LshPartitioner {
+  const rows = Math.min(LSH_SAMPLE_ROWS, count);
+  const sample = new Float32Array(rows * dim);
+  for (let i = 0; i < rows; i++) sample.set(image(i), i * dim);
+  return createLshPartitioner(sample, rows, dim, partitions);
+}

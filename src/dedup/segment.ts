@@ -17,12 +17,13 @@
  * calls, not FLOPs, set the cost (BENCHMARKS.md, "Dedup").
  */
 import type { ScoringEngine } from "../score/engine.ts";
-import { buildTargetIndex, probedClusters } from "../score/target-index.ts";
+import { buildTargetIndex, probedClusters, visitorsByCluster } from "../score/target-index.ts";
 
 /** Rows assigned to the centres together: a fixed batch, so an assignment never depends on the window cut. */
 export const GROUP_ROWS = 256;
 
-type SearchEngine = Pick<ScoringEngine, "nearest" | "bestRows" | "dots">;
+/** What a segment asks of the scoring engine. */
+export type SearchEngine = Pick<ScoringEngine, "nearest" | "bestRows" | "dots">;
 
 /** Centres of a segment of `rows` rows: about sqrt(rows) / 2 (fewer, larger lists: fewer calls). */
 export function segmentClusters(rows: number): number {
@@ -65,6 +66,49 @@ export class Segment {
     // Grown as rows come (a partition that accepts few records holds little).
     this.young = new Uint16Array(Math.min(this.trainRows, GROUP_ROWS) * o.dim);
     this.pending = new Uint16Array(GROUP_ROWS * o.dim);
+  }
+
+  /**
+   * A whole, fixed set of rows indexed at once (a reference set): k-means over all of them (a seeded
+   * sample, as `target build` trains), or the index an artifact already has (`clusters` given: its
+   * rows are stored grouped by cluster, `offsets` the groups' bounds). A row's number is its place in
+   * `bits` as given.
+   */
+  static async indexed(
+    engine: SearchEngine,
+    bits: Uint16Array,
+    rows: number,
+    dim: number,
+    clusters?: { centroids: Float32Array; offsets: Int32Array },
+  ): Promise<Segment> {
+    const segment = new Segment(engine, { from: 0, size: rows, trainRows: rows, dim });
+    let centroids: Float32Array;
+    let offsets: Int32Array;
+    let order: Int32Array | undefined;
+    if (clusters) {
+      ({ centroids, offsets } = clusters);
+    } else {
+      const built = await buildTargetIndex(engine, bits, rows, dim, {
+        clusters: segmentClusters(rows) * 2,
+        seed: 0,
+      });
+      ({ centroids, offsets, order } = built);
+    }
+    segment.centroids = centroids;
+    segment.lists = Array.from({ length: offsets.length - 1 }, (_, k) => {
+      const n = offsets[k + 1] - offsets[k];
+      const seq = new Int32Array(n);
+      const data = new Uint16Array(n * dim);
+      for (let j = 0; j < n; j++) {
+        const row = order ? order[offsets[k] + j] : offsets[k] + j;
+        seq[j] = row;
+        data.set(bits.subarray(row * dim, (row + 1) * dim), j * dim);
+      }
+      return { data, seq, n };
+    });
+    segment.young = undefined;
+    segment.count = rows;
+    return segment;
   }
 
   /** Rows held. */
@@ -218,13 +262,7 @@ export class Segment {
         q * visits,
       );
     }
-    // The queries of each cluster, by a counting sort of the visits.
-    const first = new Int32Array(clusters + 1);
-    for (let v = 0; v < visit.length; v++) first[visit[v] + 1]++;
-    for (let k = 0; k < clusters; k++) first[k + 1] += first[k];
-    const visitors = new Int32Array(visit.length);
-    const fill = first.slice(0, clusters);
-    for (let v = 0; v < visit.length; v++) visitors[fill[visit[v]]++] = Math.floor(v / visits);
+    const { first, visitors } = visitorsByCluster(visit, visits, clusters);
     const gathered = new Float32Array(count * dim);
     for (let k = 0; k < clusters; k++) {
       const n = first[k + 1] - first[k];

@@ -19,7 +19,7 @@ import {
   encodeJsonRecord,
 } from "../decode/encode.ts";
 import type { RecordFormat } from "../decode/options.ts";
-import { createLshPartitioner, type LshPartitioner } from "../dedup/lsh.ts";
+import { type LshPartitioner, lshPartitionerOf } from "../dedup/lsh.ts";
 import { readEmbeddingMatrix } from "../io/embeddings.ts";
 import { inputError } from "../io/files.ts";
 import { parquetLayout } from "../io/parquet.ts";
@@ -152,10 +152,8 @@ export async function loadDataComp(opts: LoadOptions): Promise<LoadSummary> {
       }
       const d = image.dim;
       if (opts.partitionBy === "lsh" && !lsh) {
-        const sampleRows = Math.min(2000, rows);
-        const sample = image.data.slice(0, sampleRows * d);
-        for (let r = 0; r < sampleRows; r++) unitInPlace(sample.subarray(r * d, (r + 1) * d));
-        lsh = createLshPartitioner(sample, sampleRows, d, opts.partitions ?? 1);
+        const unit = (r: number) => unitInPlace(image.data.slice(r * d, (r + 1) * d));
+        lsh = lshPartitionerOf(unit, rows, d, opts.partitions ?? 1);
       }
       const strings = (name: string) => meta[name] as (string | null)[] | undefined;
       const uids = strings("uid")!;

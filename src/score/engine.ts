@@ -33,7 +33,7 @@ import {
   sClipLossFastBlockGraph,
 } from "./graphs.ts";
 import { sessionOptions } from "./onnx-session.ts";
-import { checkTargetIndex, probedClusters } from "./target-index.ts";
+import { checkTargetIndex, probedClusters, visitorsByCluster } from "./target-index.ts";
 import type { Device, Draw, NormSimResult, Pool, SClipLossResult, TargetSet } from "./types.ts";
 
 export const DEVICES: readonly Device[] = ["cpu", "cuda", "webgpu"];
@@ -595,13 +595,7 @@ export async function createScoringEngine(options: EngineOptions = {}): Promise<
         visits.set(picked, (start + q) * probes);
       }
     }
-    // The records of each cluster, by a counting sort of the visits.
-    const first = new Int32Array(clusters + 1);
-    for (let v = 0; v < visits.length; v++) first[visits[v] + 1]++;
-    for (let k = 0; k < clusters; k++) first[k + 1] += first[k];
-    const visitors = new Int32Array(visits.length);
-    const fill = first.slice(0, clusters);
-    for (let v = 0; v < visits.length; v++) visitors[fill[visits[v]]++] = Math.floor(v / probes);
+    const { first, visitors } = visitorsByCluster(visits, probes, clusters);
 
     const out = new Float32Array(rows);
     const maxQueries = Math.max(1, Math.min(rows, Math.floor(Math.sqrt(blockElements))));

@@ -87,6 +87,25 @@ export function probedClusters(
   return out;
 }
 
+/**
+ * The queries of each cluster, from `visits` (query q's `probes` clusters at q * probes ...): a
+ * counting sort, so that cluster k's visitors are `visitors[first[k] .. first[k + 1] - 1]`, in query
+ * order. The NormSim_inf index and the dedup step's segments both read their clusters this way.
+ */
+export function visitorsByCluster(
+  visits: Int32Array,
+  probes: number,
+  clusters: number,
+): { first: Int32Array; visitors: Int32Array } {
+  const first = new Int32Array(clusters + 1);
+  for (let v = 0; v < visits.length; v++) first[visits[v] + 1]++;
+  for (let k = 0; k < clusters; k++) first[k + 1] += first[k];
+  const visitors = new Int32Array(visits.length);
+  const fill = first.slice(0, clusters);
+  for (let v = 0; v < visits.length; v++) visitors[fill[visits[v]]++] = Math.floor(v / probes);
+  return { first, visitors };
+}
+
 /** The k-th largest value (1-based) of `values`, which it reorders (Hoare's selection). */
 function kthLargest(values: Float32Array, k: number): number {
   let lo = 0;

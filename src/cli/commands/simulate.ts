@@ -5,7 +5,7 @@
 import { resolve } from "node:path";
 import { type Command, Option } from "commander";
 import { createLogger } from "../../common/logger.ts";
-import { createLshPartitioner } from "../../dedup/lsh.ts";
+import { lshPartitionerOf } from "../../dedup/lsh.ts";
 import { createScoringEngine } from "../../score/engine.ts";
 import { quietKafkajsNotices } from "../../simulate/broker.ts";
 import type { Simulation } from "../../simulate/generator.ts";
@@ -158,15 +158,12 @@ export function registerSimulateCommand(program: Command): void {
   });
 }
 
-/** Partition by LSH, centred on the stream's first 2,000 images. */
+/** Partition by LSH, centred on the stream's first images. */
 function lshPartitionOf(
   sim: Simulation,
   partitions: number,
 ): (r: { imageEmbedding: Float32Array }) => number {
   const { dim, count } = sim.options;
-  const rows = Math.min(2000, count);
-  const sample = new Float32Array(rows * dim);
-  for (let p = 0; p < rows; p++) sample.set(sim.record(p).imageEmbedding, p * dim);
-  const lsh = createLshPartitioner(sample, rows, dim, partitions);
+  const lsh = lshPartitionerOf((i) => sim.record(i).imageEmbedding, count, dim, partitions);
   return (r) => lsh.partitionOf(r.imageEmbedding);
 }
