@@ -267,3 +267,85 @@ describe("offline parity", () => {
     assert.deepEqual(Array.from(offline.kept), streamed);
   });
 });
+
+describe("history read-back", () => {
+  /** A topic's records as the history topic would hold them, read by `load` (a stand-in for Kafka's read). */
+  function topicOf(records: { key: string; value: Buffer }[]) {
+    return {
+      ensureTopics: async () => {},
+      readTopicToEnd: async (_topic: string, onRecord: (r: unknown) => void) => {
+        records.forEach((r, i) => {
+          onRecord({
+            partition: 0,
+            offset: String(i),
+            key: Buffer.from(r.key),
+            value: r.value,
+            headers: {},
+            timestamp: "0",
+          });
+        });
+        return { complete: true };
+      },
+    } as unknown as import("../../src/kafka/index.ts").KafkaClient;
+  }
+  const silent = {
+    info() {},
+    warn() {},
+    debug() {},
+    error() {},
+  } as unknown as import("../../src/common/logger.ts").Logger;
+
+  it("takes the chunks written last, not the highest numbers: a history restarted with another D", async () => {
+    const { HistoryTopic } = await import("../../src/dedup/history-topic.ts");
+    const { float32ToFloat16Bits } = await import("../../src/io/float16.ts");
+    const write = (dim: number, rows: number, seed: number) => {
+      const t = new HistoryTopic(topicOf([]), { topic: "h", dim, horizon: 100_000 }, silent);
+      const bits = float32ToFloat16Bits(unitRows(rows, seed).subarray(0, rows * dim));
+      return t
+        .messages("in/0", 0, bits, entries(0, rows))
+        .map((m) => ({ key: m.key as string, value: m.value as Buffer }));
+    };
+    // 1,500 rows of D = 32 (chunks 0..5), then a new history of D = 16 from row 0 (chunks 0..1).
+    const old = write(32, 1500, 1);
+    const fresh = write(16, 300, 2);
+    const topic = topicOf([...old, ...fresh]);
+    const loaded = await new HistoryTopic(topic, { topic: "h", dim: 16, horizon: 100_000 }, silent).load(
+      new Set(["in/0"]),
+    );
+    const scope = loaded.get("in/0");
+    assert.equal(scope?.count, 300);
+    assert.deepEqual(
+      scope?.chunks.map((c) => [c.header.chunk, c.header.dim, c.header.rows]),
+      [
+        [0, 16, 256],
+        [1, 16, 44],
+      ],
+    );
+    // Read with D = 32, the newest chunks are of another D: no history, not the stale one.
+    const other = await new HistoryTopic(topic, { topic: "h", dim: 32, horizon: 100_000 }, silent).load(
+      new Set(["in/0"]),
+    );
+    assert.equal(other.size, 0);
+  });
+});
+
+describe("configuration", () => {
+  it("--dedup with at-least-once delivery is refused", async () => {
+    const { openDeduplicator } = await import("../../src/dedup/dedup.ts");
+    const store = {
+      ensure: async () => {},
+    } as unknown as import("../../src/dedup/history-topic.ts").HistoryTopic;
+    const config = {
+      dedup: true,
+      dedupThreshold: 0.95,
+      dedupHorizon: 1000,
+      dedupProbes: 2,
+      referenceThreshold: 0.95,
+    };
+    await assert.rejects(
+      openDeduplicator({ ...config, delivery: "at-least-once" }, engine, DIM, { store }),
+      /--dedup needs --delivery exactly-once/,
+    );
+    assert.ok(await openDeduplicator({ ...config, delivery: "exactly-once" }, engine, DIM, { store }));
+  });
+});
