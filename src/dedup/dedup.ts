@@ -3,13 +3,13 @@
  *   - `near_reference` when its image is within `referenceThreshold` (cosine) of a row of the
  *     reference set (e.g. evaluation images: decontamination), else
  *   - `near_duplicate` when it is within `threshold` of a record accepted before it in its scope (an
- *     input partition), within the scope's last `horizon` accepted records (./history.ts).
- * The outcome names what it copies (`copyOf`: the earlier record's uid and coordinates, or the
- * reference row) and the similarity.
+ *     input partition), among at least the scope's last `horizon` accepted records (./history.ts).
+ * The outcome names what it copies (`copyOf`: the most similar earlier record's uid and coordinates,
+ * or the reference row) and the similarity.
  *
  * Within a window, records are taken in their scope's offset order and each is compared with the
- * history and with the records of the window accepted before it: of copies among themselves the
- * earliest is kept. Why the earliest: it is what a record-at-a-time filter would keep, so the choice
+ * history and with the records of the window kept before it (rounded to float16, as the history holds
+ * them): of copies among themselves the earliest is kept. Why the earliest: it is what a record-at-a-time filter would keep, so the choice
  * does not depend on where windows were cut (a restarted filter may cut them elsewhere), and the
  * offline `select` can make the same choice from the records' order alone.
  *
