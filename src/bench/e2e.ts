@@ -186,13 +186,23 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
       return top;
     };
     const adapters = o.adapters ?? KAFKA_ADAPTERS;
-    if (o.targetRows) {
-      const main = adapters[0] as KafkaAdapterName;
-      const on = { kafkaClient: main };
-      const baseline = await best(`${main} filter`, () =>
-        job("filter", backlog, o.count, { ...filterFlags, ...on }),
+    // The curves (--target-rows, --pool-banks, --dedup-rows): the filter on the first adapter with its
+    // defaults, then with each variant's flags.
+    const first = adapters[0] as KafkaAdapterName;
+    const onFirst = (name: string, flags: Partial<RunConfigInput> = {}) =>
+      best(`${first} ${name}`, () =>
+        job("filter", backlog, o.count, { ...filterFlags, kafkaClient: first, ...flags }),
       );
-      record(main, `filter, target M = ${sim.options.targetRows}`, "backlog", baseline);
+    const curveReport = (curve: Record<string, unknown>): E2eReport => ({
+      count: o.count,
+      dim: o.dim,
+      filter: { ...FILTER_FLAGS, targetRows: sim.options.targetRows, ...curve },
+      rate: 0,
+      runs,
+      totalSeconds: (performance.now() - started) / 1000,
+    });
+    if (o.targetRows) {
+      record(first, `filter, target M = ${sim.options.targetRows}`, "backlog", await onFirst("filter"));
       for (const rows of o.targetRows) {
         const path = join(workDir, `target-${rows}.npz`);
         const started = performance.now();
@@ -206,62 +216,23 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
         o.progress(
           `target M = ${rows}: ${describeTargetLayout(manifest)}; built in ${((performance.now() - started) / 1000).toFixed(0)} s`,
         );
-        const result = await best(`${main} filter, target M = ${rows}`, () =>
-          job("filter", backlog, o.count, { ...filterFlags, target: path, ...on }),
-        );
-        record(main, `filter, target M = ${rows}`, "backlog", {
-          ...result,
-          targetMiB: targetMemoryBytes(manifest).total / 2 ** 20,
-        });
+        const name = `filter, target M = ${rows}`;
+        const result = await onFirst(name, { target: path });
+        record(first, name, "backlog", { ...result, targetMiB: targetMemoryBytes(manifest).total / 2 ** 20 });
         rmSync(path, { force: true });
       }
-      return {
-        count: o.count,
-        dim: o.dim,
-        filter: { ...FILTER_FLAGS, targetRows: sim.options.targetRows, targetCurve: o.targetRows },
-        rate: 0,
-        runs,
-        totalSeconds: (performance.now() - started) / 1000,
-      };
+      return curveReport({ targetCurve: o.targetRows });
     }
     if (o.poolBanks) {
-      const main = adapters[0] as KafkaAdapterName;
-      const on = { kafkaClient: main };
-      record(
-        main,
-        `filter, draws, bank ${FILTER_FLAGS.bankSize}`,
-        "backlog",
-        await best(`${main} filter`, () => job("filter", backlog, o.count, { ...filterFlags, ...on })),
-      );
+      record(first, `filter, draws, bank ${FILTER_FLAGS.bankSize}`, "backlog", await onFirst("filter"));
       for (const bankSize of o.poolBanks) {
         const name = `filter, pool, bank ${bankSize}`;
-        record(
-          main,
-          name,
-          "backlog",
-          await best(`${main} ${name}`, () =>
-            job("filter", backlog, o.count, { ...filterFlags, ...on, normaliser: "pool", bankSize }),
-          ),
-        );
+        record(first, name, "backlog", await onFirst(name, { normaliser: "pool", bankSize }));
       }
-      return {
-        count: o.count,
-        dim: o.dim,
-        filter: { ...FILTER_FLAGS, targetRows: sim.options.targetRows, poolCurve: o.poolBanks },
-        rate: 0,
-        runs,
-        totalSeconds: (performance.now() - started) / 1000,
-      };
+      return curveReport({ poolCurve: o.poolBanks });
     }
     if (o.dedupRows) {
-      const main = adapters[0] as KafkaAdapterName;
-      const on = { kafkaClient: main };
-      record(
-        main,
-        "filter",
-        "backlog",
-        await best(`${main} filter`, () => job("filter", backlog, o.count, { ...filterFlags, ...on })),
-      );
+      record(first, "filter", "backlog", await onFirst("filter"));
       for (const rows of o.dedupRows) {
         const historyTopic = `clipsieve-bench-dedup-${Math.random().toString(16).slice(2, 8)}`;
         topics.push(historyTopic);
@@ -271,29 +242,10 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eReport> {
           `dedup history of ${rows} rows (${(written / 2 ** 20).toFixed(0)} MiB) written in ${((performance.now() - t0) / 1000).toFixed(0)} s`,
         );
         const name = `filter, --dedup, history ${rows} rows`;
-        record(
-          main,
-          name,
-          "backlog",
-          await best(`${main} ${name}`, () =>
-            job("filter", backlog, o.count, {
-              ...filterFlags,
-              ...on,
-              dedup: true,
-              dedupHorizon: Math.max(rows, 1),
-              dedupHistoryTopic: historyTopic,
-            }),
-          ),
-        );
+        const flags = { dedup: true, dedupHorizon: Math.max(rows, 1), dedupHistoryTopic: historyTopic };
+        record(first, name, "backlog", await onFirst(name, flags));
       }
-      return {
-        count: o.count,
-        dim: o.dim,
-        filter: { ...FILTER_FLAGS, targetRows: sim.options.targetRows, dedupCurve: o.dedupRows },
-        rate: 0,
-        runs,
-        totalSeconds: (performance.now() - started) / 1000,
-      };
+      return curveReport({ dedupCurve: o.dedupRows });
     }
     const filters = new Map<KafkaAdapterName, WorkerResult>();
     for (const adapter of adapters) {

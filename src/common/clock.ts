@@ -31,3 +31,11 @@ export const systemClock: Clock = {
   },
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
+
+/**
+ * The wait before try `attempt + 1` of an operation retried through a broker outage (a window's
+ * delivery, the dedup history's read-back): 400 ms, doubling, at most 10 s.
+ */
+export function retryDelayMs(attempt: number): number {
+  return Math.min(10_000, 200 * 2 ** attempt);
+}

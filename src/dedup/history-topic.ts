@@ -13,6 +13,7 @@
  * then rows x dim float16 values, little-endian.
  */
 
+import { retryDelayMs } from "../common/clock.ts";
 import { ClipsieveError, isClipsieveError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
 import type { SourceRef } from "../common/record.ts";
@@ -150,7 +151,7 @@ export class HistoryTopic {
           { err, attempt, topic: this.topic },
           "reading the dedup history back failed; retrying",
         );
-        await new Promise((r) => setTimeout(r, Math.min(10_000, 200 * 2 ** attempt)));
+        await new Promise((r) => setTimeout(r, retryDelayMs(attempt)));
       }
     }
   }

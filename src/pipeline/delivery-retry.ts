@@ -5,7 +5,7 @@
  * committed, false when a rebalance began before a retry or the group membership was lost (the
  * records will be re-read). Throws a fatal error, or a retriable one once the filter is stopping.
  */
-import type { Clock } from "../common/clock.ts";
+import { type Clock, retryDelayMs } from "../common/clock.ts";
 import type { Logger } from "../common/logger.ts";
 import { kafkaErrorKind } from "../kafka/index.ts";
 
@@ -18,10 +18,7 @@ export interface RetryContext {
   stopping(): boolean;
 }
 
-/** The wait before try `attempt + 1`: 400 ms, doubling, at most 10 s. */
-export function retryDelayMs(attempt: number): number {
-  return Math.min(10_000, 200 * 2 ** attempt);
-}
+export { retryDelayMs };
 
 export async function deliverWithRetry(deliver: () => Promise<void>, ctx: RetryContext): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
